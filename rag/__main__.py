@@ -1,0 +1,120 @@
+"""Command line: `python -m rag build` builds/refreshes the index, `python -m rag ask` answers questions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from embeddings import DEFAULT_MODEL, ModelLoadError
+from rag.index import IndexInvalid
+from rag.ingest import CorpusError
+from rag.pipeline import Pipeline, PipelineConfig
+from rag.retrieve import MODES
+from rag.types import Answer
+
+
+def _progress_bar():
+    """A tqdm progress callback for index builds, one bar per stage, on stderr."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            labels = {"passages": "Embedding passages", "sentences": "Embedding sentences", "lexical": "BM25 index"}
+            bar = bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), unit="", file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    kwargs = {"model": args.model, "mode": args.mode, "k": args.k}
+    if args.corpus:
+        kwargs["corpus_dir"] = args.corpus
+    if args.index:
+        kwargs["index_dir"] = args.index
+    return PipelineConfig(**kwargs)
+
+
+def format_answer(answer: Answer) -> str:
+    """Human-readable answer with its numbered sources, for the terminal."""
+    lines = []
+    if answer.notice:
+        lines += [f"VIKTIGT: {answer.notice}", ""]
+    if answer.details.get("followup_of"):
+        lines += [f"(Tolkad som följdfråga till: {answer.details['followup_of']})", ""]
+    lines.append(answer.text)
+    if answer.citations:
+        lines += ["", "Källor:"]
+        for c in answer.citations:
+            meta = ", ".join(x for x in (c.publisher, c.date) if x)
+            lines.append(f"[{c.n}] {c.title} ({meta}) {c.url}")
+            lines.append(f"    ”{' '.join(c.quote.split())}”  (passage {c.passage_id}, score {c.score:.3f})")
+    return "\n".join(lines)
+
+
+def _read_questions(stream) -> list[tuple[str, list[str]]]:
+    """One question per line; a line may also be a JSON object {"question": ..., "history": [...]}."""
+    out = []
+    for line in stream.read().splitlines():
+        item = (line, [])
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+                if isinstance(obj, dict) and isinstance(obj.get("question"), str):
+                    item = (obj["question"], [h for h in obj.get("history") or [] if isinstance(h, str)])
+            except ValueError:
+                pass
+        out.append(item)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Swedish cancer-care question answering.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("build", "build or refresh the index"), ("ask", "answer questions")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--corpus", help="corpus folder (default: the built-in corpus/)")
+        p.add_argument("--model", default=DEFAULT_MODEL, help=f"embedding model: registry name or path (default {DEFAULT_MODEL})")
+        p.add_argument("--index", help="index folder (default: .rag_index/<model>)")
+        p.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode (default hybrid)")
+        p.add_argument("--k", type=int, default=5, help="passages to retrieve (default 5)")
+        if name == "build":
+            p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
+        else:
+            p.add_argument("question", nargs="?", help="the question; without it, questions are read from stdin")
+            p.add_argument("--json", action="store_true", help="one JSON object per input line on stdout")
+    args = parser.parse_args(argv)
+    if args.k <= 0:
+        parser.error("--k must be a positive number")
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    try:
+        pipeline = Pipeline(_config(args))
+        pipeline.warm_up(rebuild=getattr(args, "force", False), log=log, progress=_progress_bar())
+    except (ModelLoadError, CorpusError, IndexInvalid) as exc:
+        log(f"error: {exc}")
+        return 2
+    if args.command == "build":
+        m = pipeline.index.manifest
+        log(f"Index {pipeline.config.index_dir}: model {m['model']}, {m['passage_count']} passages from "
+            f"{m['document_count']} documents, built {m['built_at']}.")
+        return 0
+    questions = [(args.question, [])] if args.question is not None else _read_questions(sys.stdin)
+    for question, history in questions:
+        answer = pipeline.ask(question, history=history)
+        if args.json:
+            sys.stdout.write(json.dumps(answer.to_contract(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            print(format_answer(answer) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

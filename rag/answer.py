@@ -1,0 +1,260 @@
+"""Extractive answers: pick the best-supported source sentences, cite each verbatim, or abstain."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from rag.index import CorpusIndex
+from rag.query import Query, QueryTerm
+from rag.retrieve import Retrieval
+from rag.types import Citation
+
+_DATA = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class SentenceCandidate:
+    """A sentence from a retrieved passage with the signals used to rank it."""
+
+    row: int  # index into CorpusIndex.sentences
+    passage_rank: int
+    passage_row: int
+    dense: float
+    coverage: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Signals the abstention decision is made from (also shown in the staff audit view)."""
+
+    best_dense: float = 0.0  # cosine of the best sentence to the question
+    best_coverage: float = 0.0  # idf-weighted share of question terms in the best sentence (+ its heading)
+    passage_coverage: float = 0.0  # same, in the best passage with its title and heading
+    passage_dense: float = 0.0  # cosine of the top passage
+    known_terms: float = 0.0  # idf-weighted share of question terms the corpus knows at all
+    n_terms: int = 0
+
+    def features(self) -> list[float]:
+        return [self.best_dense, self.best_coverage, self.passage_coverage, self.passage_dense, self.known_terms]
+
+
+FEATURES = ("best_dense", "best_coverage", "passage_coverage", "passage_dense", "known_terms")
+
+
+@dataclass
+class AbstentionModel:
+    """Logistic model P(answerable | evidence), fitted on the gold set's tuning split (`eval/calibrate.py`)."""
+
+    weights: list[float]
+    bias: float
+    threshold: float = 0.5
+    source: str = "default"
+    extra: dict = field(default_factory=dict)
+
+    def probability(self, evidence: Evidence) -> float:
+        z = self.bias + sum(w * x for w, x in zip(self.weights, evidence.features()))
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def answerable(self, evidence: Evidence) -> bool:
+        if evidence.n_terms == 0:
+            return False
+        return self.probability(evidence) >= self.threshold
+
+    @classmethod
+    def load(cls, model: str, path: Path = _DATA / "abstention.json") -> "AbstentionModel":
+        """The calibration for `model` if one was fitted, else the one fitted for the default model."""
+        table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        row = table.get(model) or table.get("default")
+        if row is None:
+            # Uncalibrated fallback: answer only when the best sentence holds most of the question's terms.
+            return cls(weights=[0.0, 8.0, 2.0, 0.0, 2.0], bias=-5.0, source="uncalibrated")
+        return cls(weights=row["weights"], bias=row["bias"], threshold=row.get("threshold", 0.5),
+                   source=row.get("source", "file"), extra=row)
+
+
+class AnswerBuilder:
+    """Compose an answer from verbatim source sentences with [n] citations, or decide to abstain.
+
+    Parameters
+    ----------
+    index : CorpusIndex
+    abstention : AbstentionModel
+    max_sentences : int
+        At most this many quoted sentences in one answer.
+    max_chars : int
+        Soft length budget of the quoted text.
+    coverage_weight, rank_weight : float
+        Sentence score = cosine + coverage_weight * term coverage + rank_weight / passage rank.
+    min_words : int
+        Shorter sentences (fragments, headings) are never quoted.
+    """
+
+    def __init__(
+        self,
+        index: CorpusIndex,
+        abstention: AbstentionModel,
+        max_sentences: int = 3,
+        max_chars: int = 700,
+        coverage_weight: float = 0.3,
+        rank_weight: float = 0.02,
+        relative_margin: float = 0.06,
+        min_words: int = 4,
+    ) -> None:
+        self.index = index
+        self.abstention = abstention
+        self.max_sentences = max_sentences
+        self.max_chars = max_chars
+        self.coverage_weight = coverage_weight
+        self.rank_weight = rank_weight
+        self.relative_margin = relative_margin
+        self.min_words = min_words
+
+    @cached_property
+    def _idf(self) -> dict[str, float]:
+        return self.index.lexical.idf()
+
+    @cached_property
+    def _max_idf(self) -> float:
+        return max(self._idf.values(), default=1.0)
+
+    @cached_property
+    def _sentence_tokens(self) -> list[frozenset[str]]:
+        analyze = self.index.lexical.analyzer.analyze
+        return [frozenset(analyze(s.text)) for s in self.index.sentences]
+
+    @cached_property
+    def _passage_context_tokens(self) -> list[frozenset[str]]:
+        analyze = self.index.lexical.analyzer.analyze
+        return [frozenset(analyze(f"{p.title} {p.heading}")) for p in self.index.passages]
+
+    def term_weight(self, term: QueryTerm) -> float:
+        """idf of the term's rarest known form; unknown terms weigh as the rarest word (they count against us)."""
+        known = [self._idf[t] for t in term.tokens if t in self._idf]
+        return max(known) if known else self._max_idf
+
+    def coverage(self, terms: tuple[QueryTerm, ...], tokens: frozenset[str]) -> float:
+        """idf-weighted share of the question's own terms found in `tokens`; an expansion or correction of a
+        term counts as the term being found."""
+        own = [t for t in terms if t.source == "question"]
+        if not own:
+            return 0.0
+        extra = [t for t in terms if t.source != "question"]
+        total = covered = 0.0
+        extra_hit = any(tok in tokens for t in extra for tok in t.tokens)
+        for term in own:
+            w = self.term_weight(term)
+            total += w
+            if any(tok in tokens for tok in term.tokens):
+                covered += w
+            elif extra_hit and not any(tok in self._idf for tok in term.tokens):
+                covered += w  # e.g. "cellgifter" (not in the corpus) found through its official expansion
+        return covered / total if total else 0.0
+
+    def candidates(self, query: Query, retrieval: Retrieval) -> list[SentenceCandidate]:
+        """Every quotable sentence of the retrieved passages, scored; one entry per sentence."""
+        seen: set[int] = set()
+        out: list[SentenceCandidate] = []
+        qv = retrieval.query_vector
+        for hit, prow in zip(retrieval.hits, retrieval.rows):
+            context = self._passage_context_tokens[prow]
+            for srow in self.index.passage_sentences[prow]:
+                if srow in seen:
+                    continue
+                seen.add(srow)
+                sentence = self.index.sentences[srow]
+                if sentence.is_heading or len(sentence.text.split()) < self.min_words:
+                    continue
+                dense = float(self.index.sentence_vectors[srow] @ qv)
+                cov = self.coverage(query.terms, self._sentence_tokens[srow] | context)
+                score = dense + self.coverage_weight * cov + self.rank_weight / hit.rank
+                out.append(SentenceCandidate(srow, hit.rank, prow, dense, cov, score))
+        out.sort(key=lambda c: -c.score)
+        return out
+
+    def evidence(self, query: Query, retrieval: Retrieval, ranked: list[SentenceCandidate]) -> Evidence:
+        if not ranked or not retrieval.hits:
+            return Evidence(n_terms=len(query.terms))
+        best = ranked[0]
+        top_row = retrieval.rows[0]
+        passage_tokens = frozenset(
+            tok for s in self.index.passage_sentences[top_row] for tok in self._sentence_tokens[s]
+        ) | self._passage_context_tokens[top_row]
+        own = [t for t in query.terms if t.source == "question"]
+        total = sum(self.term_weight(t) for t in own)
+        known = sum(self.term_weight(t) for t in own if any(tok in self._idf for tok in t.tokens))
+        passage_dense = float(self.index.dense.reconstruct_row(top_row) @ retrieval.query_vector)
+        return Evidence(
+            best_dense=max(c.dense for c in ranked[:3]),
+            best_coverage=best.coverage,
+            passage_coverage=self.coverage(query.terms, passage_tokens),
+            passage_dense=passage_dense,
+            known_terms=known / total if total else 0.0,
+            n_terms=len(own),
+        )
+
+    def select(self, ranked: list[SentenceCandidate]) -> list[SentenceCandidate]:
+        """The best sentence, plus up to `max_sentences - 1` more that score within the margin, are not
+        near-duplicates and fit the length budget; returned in reading order (passage rank, position)."""
+        if not ranked:
+            return []
+        chosen = [ranked[0]]
+        budget = len(self.index.sentences[ranked[0].row].text)
+        best = ranked[0].score
+        for cand in ranked[1:]:
+            if len(chosen) >= self.max_sentences:
+                break
+            if cand.score < best - self.relative_margin * abs(best):
+                break
+            text = self.index.sentences[cand.row].text
+            if budget + len(text) > self.max_chars:
+                continue
+            if any(_near_duplicate(self._sentence_tokens[cand.row], self._sentence_tokens[c.row]) for c in chosen):
+                continue
+            chosen.append(cand)
+            budget += len(text)
+        return sorted(chosen, key=lambda c: (c.passage_rank, self.index.sentences[c.row].start))
+
+    def citations(self, chosen: list[SentenceCandidate]) -> list[Citation]:
+        """One citation per run of adjacent chosen sentences of the same passage (the quote spans them)."""
+        groups: list[list[SentenceCandidate]] = []
+        for cand in chosen:
+            prev = groups[-1][-1] if groups else None
+            sents = self.index.sentences
+            if (
+                prev is not None
+                and prev.passage_row == cand.passage_row
+                and cand.row == prev.row + 1
+                and "\n" not in self.index.documents[sents[cand.row].doc_id].text[sents[prev.row].end : sents[cand.row].start]
+            ):
+                groups[-1].append(cand)
+            else:
+                groups.append([cand])
+        out = []
+        for n, group in enumerate(groups, 1):
+            first, last = self.index.sentences[group[0].row], self.index.sentences[group[-1].row]
+            doc = self.index.documents[first.doc_id]
+            passage = self.index.passages[group[0].passage_row]
+            out.append(Citation(
+                n=n, passage_id=passage.passage_id, doc_id=doc.doc_id, quote=doc.text[first.start : last.end],
+                start=first.start, end=last.end, score=max(c.score for c in group),
+                title=doc.title, url=doc.url, publisher=doc.publisher, date=doc.date,
+            ))
+        return out
+
+
+def _near_duplicate(a: frozenset[str], b: frozenset[str], threshold: float = 0.7) -> bool:
+    if not a or not b:
+        return False
+    return len(a & b) / len(a | b) >= threshold
+
+
+def compose_text(citations: list[Citation]) -> str:
+    """The answer text: each quote followed by its marker, e.g. "Quote one. [1] Quote two. [2]"."""
+    return " ".join(f"{' '.join(c.quote.split())} [{c.n}]" for c in citations)

@@ -1,0 +1,182 @@
+"""The one pipeline the CLI, the app and the eval share: question (+ history) -> cited Answer."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from embeddings import DEFAULT_MODEL, Encoder, load_encoder
+from rag.answer import AbstentionModel, AnswerBuilder, Evidence, compose_text
+from rag.index import BuildProgress, CorpusIndex, open_index
+from rag.query import Query, QueryProcessor
+from rag.retrieve import MODES, Retriever
+from rag.safety import ABSTAIN_MESSAGE, ADVICE_NOTICE, Triage, triage
+from rag.text import has_letters, normalize_query
+from rag.types import Answer
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MAX_QUESTION_CHARS = 2000
+
+EMPTY_MESSAGE = "Skriv en fråga, till exempel: ”Vad är ett standardiserat vårdförlopp?”"
+NO_TEXT_MESSAGE = (
+    "Jag hittar inga ord i frågan. Skriv den gärna med ord, till exempel: ”Vilket stöd finns för närstående?”"
+)
+TOO_LONG_MESSAGE = (
+    "Frågan är för lång ({n} tecken). Skriv en kortare fråga, högst {limit} tecken, så svarar jag utifrån källorna."
+)
+
+
+def default_index_dir(model: str) -> Path:
+    """Where a model's index lives: $RAG_INDEX_DIR/<model> or .rag_index/<model> in the project."""
+    base = Path(os.environ.get("RAG_INDEX_DIR") or PROJECT_ROOT / ".rag_index")
+    return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything that decides how questions are answered; checked on creation."""
+
+    corpus_dir: Path = PROJECT_ROOT / "corpus"
+    index_dir: Path | None = None
+    model: str = DEFAULT_MODEL
+    mode: str = "hybrid"
+    k: int = 5
+    candidates: int = 50
+    fusion: str = "rrf"
+    rrf_k: float = 60.0
+    weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "lexical": 1.0})
+    spelling: bool = True
+    expansion: bool = True
+
+    def __post_init__(self) -> None:
+        self.corpus_dir = Path(self.corpus_dir)
+        self.index_dir = Path(self.index_dir) if self.index_dir else default_index_dir(self.model)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.k <= 0:
+            raise ValueError(f"k must be > 0, got {self.k}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["corpus_dir"], d["index_dir"] = str(self.corpus_dir), str(self.index_dir)
+        return d
+
+
+class Pipeline:
+    """Answer Swedish questions from the corpus with verbatim, cited source sentences.
+
+    Example
+    -------
+    >>> pipeline = Pipeline(PipelineConfig())
+    >>> pipeline.warm_up()          # loads (or builds) the index and the model, once
+    >>> answer = pipeline.ask("Vad är en kontaktsjuksköterska?")
+    >>> answer.text, [c.quote for c in answer.citations]
+    """
+
+    def __init__(self, config: PipelineConfig | None = None, **overrides) -> None:
+        self.config = config or PipelineConfig(**overrides)
+        self.index: CorpusIndex | None = None
+        self.encoder: Encoder | None = None
+        self.retriever: Retriever | None = None
+        self.processor: QueryProcessor | None = None
+        self.builder: AnswerBuilder | None = None
+
+    @classmethod
+    def from_config(cls, **kwargs) -> "Pipeline":
+        return cls(PipelineConfig(**kwargs))
+
+    def warm_up(
+        self, rebuild: bool = False, log: Callable[[str], None] | None = None, progress: BuildProgress | None = None
+    ) -> "Pipeline":
+        """Load the model and the index (building it if missing or stale). Safe to call twice: loads once."""
+        if self.builder is not None and not rebuild:
+            return self
+        log = log or (lambda msg: print(msg, file=sys.stderr))
+        cfg = self.config
+        self.encoder = load_encoder(cfg.model)
+        self.index = open_index(
+            cfg.corpus_dir, cfg.index_dir, lambda: self.encoder, cfg.model, rebuild=rebuild, log=log, progress=progress
+        )
+        self.retriever = Retriever(
+            self.index, self.encoder, mode=cfg.mode, candidates=cfg.candidates, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
+            weights=cfg.weights,
+        )
+        speller = vocabulary = None
+        if cfg.spelling:
+            from rag.spelling import Speller
+
+            speller = Speller.from_index(self.index)
+        if cfg.expansion:
+            from rag.vocabulary import LayVocabulary
+
+            vocabulary = LayVocabulary.load()
+        self.processor = QueryProcessor(self.index.lexical.analyzer, speller=speller, vocabulary=vocabulary)
+        self.builder = AnswerBuilder(self.index, AbstentionModel.load(cfg.model))
+        return self
+
+    # ------------------------------------------------------------------------------------------------------- ask
+
+    def ask(self, question: str, history: Sequence[str] = (), k: int | None = None) -> Answer:
+        """Answer one question; `history` holds the user's earlier questions (for follow-ups)."""
+        self.warm_up()
+        t0 = time.perf_counter()
+        k = k or self.config.k
+        raw = question if isinstance(question, str) else ""
+        clean = normalize_query(raw)
+        if not clean:
+            return Answer(raw, EMPTY_MESSAGE, (), (), True, reason="empty")
+        if len(clean) > MAX_QUESTION_CHARS:
+            return Answer(raw, TOO_LONG_MESSAGE.format(n=len(clean), limit=MAX_QUESTION_CHARS), (), (), True,
+                          reason="too_long")
+        if not has_letters(clean):
+            return Answer(raw, NO_TEXT_MESSAGE, (), (), True, reason="no_text")
+        safety = triage(clean)
+        query = self.processor.run(clean, history)
+        t1 = time.perf_counter()
+        retrieval = self.retriever.run(query, k=k)
+        t2 = time.perf_counter()
+        ranked = self.builder.candidates(query, retrieval)
+        evidence = self.builder.evidence(query, retrieval, ranked)
+        answerable = self.builder.abstention.answerable(evidence)
+        reason = ""
+        citations = []
+        if safety.advice:
+            text, reason = ADVICE_NOTICE + " " + ABSTAIN_MESSAGE.split(". ", 1)[1], "advice"
+        elif not answerable:
+            text, reason = ABSTAIN_MESSAGE, "not_covered"
+        else:
+            citations = self.builder.citations(self.builder.select(ranked))
+            text = compose_text(citations)
+        t3 = time.perf_counter()
+        return Answer(
+            question=raw,
+            text=text,
+            citations=tuple(citations),
+            hits=tuple(retrieval.hits),
+            abstained=not citations,
+            notice=_notice(safety),
+            retrieval_query=query.search_text,
+            reason=reason,
+            timings_ms={"query": (t1 - t0) * 1e3, "retrieve": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3,
+                        "total": (t3 - t0) * 1e3},
+            details={"evidence": asdict(evidence), "p_answerable": self.builder.abstention.probability(evidence),
+                     "followup_of": query.followup_of, "corrections": query.corrections,
+                     "expansions": query.expansions, "safety": asdict(safety)},
+        )
+
+    def explain(self, question: str, history: Sequence[str] = ()) -> tuple[Query, Evidence]:
+        """The processed query and abstention evidence for a question (for calibration and audits)."""
+        self.warm_up()
+        query = self.processor.run(normalize_query(question), history)
+        retrieval = self.retriever.run(query, k=self.config.k)
+        return query, self.builder.evidence(query, retrieval, self.builder.candidates(query, retrieval))
+
+
+def _notice(safety: Triage) -> str:
+    """Only the urgent notices go first; the personal-advice note is part of the answer text itself."""
+    return Triage(urgent=safety.urgent, suicide=safety.suicide).notice if safety.urgent else ""
