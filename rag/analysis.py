@@ -155,11 +155,18 @@ class SwedishAnalyzer:
             out.extend(self.word_tokens(w))
         return out
 
-    def word_tokens(self, w: str) -> list[str]:
-        """Tokens of one lower-case content word (see `analyze`)."""
-        tokens = [stem(w)]
+    def word_tokens(self, w: str, query: bool = False) -> list[str]:
+        """Tokens of one lower-case content word (see `analyze` and `term_tokens`)."""
+        own, parts = self.term_tokens(w, query=query)
+        return own + parts
+
+    def term_tokens(self, w: str, query: bool = False) -> tuple[list[str], list[str]]:
+        """(the word's own forms, its compound parts). A query word's own forms include its as-a-part form, so
+        "kontakt" also finds "kontaktsjuksköterska" in the text."""
+        own = [stem(w)]
         if self.fold:
-            tokens.append(FOLDED_PREFIX + stem(fold_accents(w)))
-        if self.splitter is not None:
-            tokens.extend(PART_PREFIX + stem(fold_accents(p)) for p in self.splitter.split(w))
-        return tokens
+            own.append(FOLDED_PREFIX + stem(fold_accents(w)))
+        if query and self.compounds:
+            own.append(PART_PREFIX + stem(fold_accents(w)))
+        parts = [PART_PREFIX + stem(fold_accents(p)) for p in self.splitter.split(w)] if self.splitter else []
+        return own, parts

@@ -106,6 +106,7 @@ class AnswerBuilder:
         rank_weight: float = 0.02,
         relative_margin: float = 0.06,
         min_words: int = 4,
+        parts_credit: float = 0.8,
     ) -> None:
         self.index = index
         self.abstention = abstention
@@ -115,6 +116,7 @@ class AnswerBuilder:
         self.rank_weight = rank_weight
         self.relative_margin = relative_margin
         self.min_words = min_words
+        self.parts_credit = parts_credit
 
     @cached_property
     def _idf(self) -> dict[str, float]:
@@ -153,6 +155,8 @@ class AnswerBuilder:
             total += w
             if any(tok in tokens for tok in term.tokens):
                 covered += w
+            elif term.parts and all(tok in tokens for tok in term.parts):
+                covered += self.parts_credit * w  # "kontakt sjuksköterska" for "kontaktsjuksköterska"
             elif extra_hit and not any(tok in self._idf for tok in term.tokens):
                 covered += w  # e.g. "cellgifter" (not in the corpus) found through its official expansion
         return covered / total if total else 0.0

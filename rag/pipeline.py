@@ -169,6 +169,12 @@ class Pipeline:
                      "expansions": query.expansions, "safety": asdict(safety)},
         )
 
+    def retrieve(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list:
+        """Only the retrieval step: the top-k hits for a question (the eval measures ranking deeper than k)."""
+        self.warm_up()
+        query = self.processor.run(normalize_query(question), history)
+        return self.retriever.run(query, k=k or self.config.k).hits
+
     def explain(self, question: str, history: Sequence[str] = ()) -> tuple[Query, Evidence]:
         """The processed query and abstention evidence for a question (for calibration and audits)."""
         self.warm_up()

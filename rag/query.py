@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rag.analysis import SwedishAnalyzer, content_words, words
+from rag.analysis import PART_PREFIX, SwedishAnalyzer, content_words, words
 from rag.text import normalize_query
 
 # Openers of an elliptic follow-up ("och för barn då?", "men vem betalar?", "gäller det även ...").
@@ -24,8 +24,14 @@ class QueryTerm:
     """One content word of the question, with every index token that counts as a match for it."""
 
     word: str
-    tokens: tuple[str, ...]
+    tokens: tuple[str, ...]  # the word's own forms: stem and accent-folded stem
+    parts: tuple[str, ...] = ()  # stems of its compound parts
     source: str = "question"  # "question", "corrected" or "expansion"
+
+    @classmethod
+    def of(cls, word: str, analyzer: SwedishAnalyzer, source: str = "question") -> "QueryTerm":
+        own, parts = analyzer.term_tokens(word, query=True)
+        return cls(word, tuple(own), tuple(parts), source)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class Query:
 
     @property
     def lexical_tokens(self) -> list[str]:
-        return [t for term in self.terms for t in term.tokens]
+        return [t for term in self.terms for t in (*term.tokens, *term.parts)]
 
 
 def is_followup(question: str, history: Sequence[str]) -> bool:
@@ -94,12 +100,12 @@ class QueryProcessor:
             if w in seen:
                 continue
             seen.add(w)
-            terms.append(QueryTerm(w, tuple(self.analyzer.word_tokens(w))))
+            terms.append(QueryTerm.of(w, self.analyzer))
             fixed = self.speller.correct(w) if self.speller is not None else None
             if fixed and fixed != w and fixed not in seen:
                 seen.add(fixed)
                 corrections.append((w, fixed))
-                terms.append(QueryTerm(fixed, tuple(self.analyzer.word_tokens(fixed)), source="corrected"))
+                terms.append(QueryTerm.of(fixed, self.analyzer, source="corrected"))
         expansions: list[tuple[str, str]] = []
         if self.vocabulary is not None:
             corrected_text = " ".join([search_text] + [c for _, c in corrections])
@@ -108,7 +114,7 @@ class QueryProcessor:
                 for w in content_words(official):
                     if w not in seen:
                         seen.add(w)
-                        terms.append(QueryTerm(w, tuple(self.analyzer.word_tokens(w)), source="expansion"))
+                        terms.append(QueryTerm.of(w, self.analyzer, source="expansion"))
         if corrections:  # the dense encoder reads the corrected words too
             search_text = search_text + " (" + " ".join(c for _, c in corrections) + ")"
         return Query(

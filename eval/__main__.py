@@ -1,0 +1,106 @@
+"""`python -m eval`: score the pipeline on the gold set (and the public benchmarks) and save the results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from embeddings import DEFAULT_MODEL
+from eval.benchmarks import BenchmarkMissing, run_swefaq, run_swequad
+from eval.gold import EVAL_DIR, SPLITS, load_gold
+from eval.report import format_table, plot
+from eval.run_gold import evaluate_gold, failures
+from rag.pipeline import Pipeline, PipelineConfig
+from rag.retrieve import MODES
+
+RESULTS_DIR = EVAL_DIR / "results"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=EVAL_DIR)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=EVAL_DIR).stdout
+        return out.stdout.strip() + ("-dirty" if dirty.strip() else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _clean(obj):
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
+    parser.add_argument("--split", choices=SPLITS, default="report", help="gold split to score (default report)")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--mode", choices=MODES, default="hybrid")
+    parser.add_argument("--fusion", choices=("rrf", "convex"), default="rrf")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--no-spelling", action="store_true", help="turn query spelling correction off")
+    parser.add_argument("--no-expansion", action="store_true", help="turn lay-vocabulary expansion off")
+    parser.add_argument("--benchmarks", default="", help="comma list: swefaq,swequad (default: none)")
+    parser.add_argument("--only-benchmarks", action="store_true", help="skip the gold set")
+    parser.add_argument("--tag", default="", help="label added to the results file name")
+    args = parser.parse_args(argv)
+
+    config = PipelineConfig(model=args.model, mode=args.mode, k=args.k, fusion=args.fusion,
+                            spelling=not args.no_spelling, expansion=not args.no_expansion)
+    pipeline = Pipeline(config).warm_up(log=lambda m: print(m, file=sys.stderr))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    commit = git_commit()
+    name = f"{stamp}-{commit}-{args.model.replace('/', '_')}-{args.mode}{'-' + args.tag if args.tag else ''}"
+    out: dict = {"commit": commit, "model": args.model, "config": config.to_dict(), "split": args.split,
+                 "manifest": {k: v for k, v in pipeline.index.manifest.items() if k != "files"}, "created": stamp}
+
+    if not args.only_benchmarks:
+        items = load_gold(split=args.split)
+        report = evaluate_gold(pipeline, items)
+        print(format_table(report.metrics, f"Gold set, split={args.split}, model={args.model}, mode={args.mode}"))
+        print("  by kind:")
+        for kind, m in report.by_kind.items():
+            print("    " + kind.ljust(14) + "  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                                    for k, v in m.items()))
+        passages = {p.passage_id: p for p in pipeline.index.passages}
+        fails = failures(report.results, passages)
+        out["gold"] = {"metrics": report.metrics, "by_kind": report.by_kind, "failures": fails}
+        png = plot(report.results, RESULTS_DIR / f"{name}.png")
+        print(f"  {len(fails)} failures listed in the results file; plot: {png}")
+
+    for bench in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
+        try:
+            if bench == "swefaq":
+                res = run_swefaq(pipeline, log=lambda m: print(m, file=sys.stderr))
+                print(format_table(res["all"], "SweFAQ v2, all 233 answers"))
+                print(format_table(res["vardguiden"], "SweFAQ v2, Vårdguiden (1177) questions"))
+                print(format_table(res["published_seb_v1_ndcg@10"],
+                                   "Published SEB nDCG@10 on SweFAQ v1 (other data version: compare as a ranking)"))
+            elif bench == "swequad":
+                res = run_swequad(pipeline, log=lambda m: print(m, file=sys.stderr))
+                print(format_table(res["retrieval"], "SweQUAD-MC test, passage retrieval"))
+                print(format_table(res["answer_span"], "SweQUAD-MC test, gold answer inside the quoted sentence"))
+            else:
+                print(f"unknown benchmark {bench!r} (choose swefaq, swequad)", file=sys.stderr)
+                continue
+            out[bench] = res
+        except BenchmarkMissing as exc:
+            print(f"{bench}: {exc}")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(_clean(out), ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
