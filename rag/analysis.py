@@ -40,9 +40,23 @@ def _stemmer():
     return Stemmer.Stemmer("swedish")
 
 
+@lru_cache(maxsize=1)
+def _lemmatizer():
+    import simplemma
+
+    simplemma.lemmatize("cancer", lang="sv")  # loads the Swedish table once
+    return simplemma.lemmatize
+
+
+@lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """Snowball Swedish stem, plus the definite "-an" ending Snowball leaves on ("sköterskan" -> "skötersk")."""
-    s = _stemmer().stemWord(word)
+    """Lemma (simplemma's Swedish dictionary) then Snowball Swedish stem, plus the definite "-an" ending Snowball
+    leaves on ("sköterskan" -> "skötersk").
+
+    Snowball alone splits inflections of one word ("psykosocialt" vs "psykosociala"); the lemma joins them first.
+    """
+    lemma = _lemmatizer()(word, lang="sv").lower() if word.isalpha() else word
+    s = _stemmer().stemWord(lemma)
     if len(s) >= 7 and s.endswith("an") and not s.endswith(("aan", "ian")):
         s = s[:-2]
     return s

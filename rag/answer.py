@@ -107,6 +107,8 @@ class AnswerBuilder:
         relative_margin: float = 0.06,
         min_words: int = 4,
         parts_credit: float = 0.8,
+        local_weight: float = 0.1,
+        fragment_penalty: float = 0.03,
     ) -> None:
         self.index = index
         self.abstention = abstention
@@ -117,6 +119,13 @@ class AnswerBuilder:
         self.relative_margin = relative_margin
         self.min_words = min_words
         self.parts_credit = parts_credit
+        self.local_weight = local_weight
+        self.fragment_penalty = fragment_penalty
+
+    def warm_up(self) -> "AnswerBuilder":
+        """Analyze every sentence once now, so the first question is as fast as the rest."""
+        _ = self._sentence_tokens, self._passage_context_tokens, self._idf
+        return self
 
     @cached_property
     def _idf(self) -> dict[str, float]:
@@ -153,34 +162,58 @@ class AnswerBuilder:
         for term in own:
             w = self.term_weight(term)
             total += w
-            if any(tok in tokens for tok in term.tokens):
-                covered += w
-            elif term.parts and all(tok in tokens for tok in term.parts):
-                covered += self.parts_credit * w  # "kontakt sjuksköterska" for "kontaktsjuksköterska"
-            elif extra_hit and not any(tok in self._idf for tok in term.tokens):
-                covered += w  # e.g. "cellgifter" (not in the corpus) found through its official expansion
+            found = self._matches(term, tokens)  # parts count partly: "kontakt sjuksköterska" ~ "kontaktsjuksköterska"
+            if not found and extra_hit and not any(tok in self._idf for tok in term.tokens):
+                found = 1.0  # e.g. "cellgifter" (not in the corpus) found through its official expansion
+            covered += found * w
         return covered / total if total else 0.0
 
     def candidates(self, query: Query, retrieval: Retrieval) -> list[SentenceCandidate]:
-        """Every quotable sentence of the retrieved passages, scored; one entry per sentence."""
+        """Every quotable sentence of the retrieved passages, scored; one entry per sentence.
+
+        score = cosine(question, sentence)
+                + coverage_weight * idf-weighted share of the question's terms in the sentence (+ its heading)
+                + local_weight * share of the terms that tell the candidate sentences apart (idf among them)
+                + rank_weight / rank of the passage
+                - fragment_penalty for a sentence that starts in lower case (a list item cut from its lead-in)
+        """
+        rows: list[tuple[int, int, int]] = []  # (sentence row, passage rank, passage row)
         seen: set[int] = set()
-        out: list[SentenceCandidate] = []
-        qv = retrieval.query_vector
         for hit, prow in zip(retrieval.hits, retrieval.rows):
-            context = self._passage_context_tokens[prow]
             for srow in self.index.passage_sentences[prow]:
-                if srow in seen:
+                sentence = self.index.sentences[srow]
+                if srow in seen or sentence.is_heading or len(sentence.text.split()) < self.min_words:
                     continue
                 seen.add(srow)
-                sentence = self.index.sentences[srow]
-                if sentence.is_heading or len(sentence.text.split()) < self.min_words:
-                    continue
-                dense = float(self.index.sentence_vectors[srow] @ qv)
-                cov = self.coverage(query.terms, self._sentence_tokens[srow] | context)
-                score = dense + self.coverage_weight * cov + self.rank_weight / hit.rank
-                out.append(SentenceCandidate(srow, hit.rank, prow, dense, cov, score))
-        out.sort(key=lambda c: -c.score)
+                rows.append((srow, hit.rank, prow))
+        if not rows:
+            return []
+        qv = retrieval.query_vector
+        own = [t for t in query.terms if t.source == "question"] or list(query.terms)
+        matches = [[self._matches(t, self._sentence_tokens[s] | self._passage_context_tokens[p]) for t in own]
+                   for s, _, p in rows]
+        n = len(rows)
+        local_idf = [math.log(1 + n / df) if df else 0.0 for df in (sum(m[j] > 0 for m in matches) for j in range(len(own)))]
+        local_total = sum(local_idf) or 1.0
+        out: list[SentenceCandidate] = []
+        for (srow, rank, prow), m in zip(rows, matches):
+            dense = float(self.index.sentence_vectors[srow] @ qv)
+            cov = self.coverage(query.terms, self._sentence_tokens[srow] | self._passage_context_tokens[prow])
+            local = sum(w * x for w, x in zip(local_idf, m)) / local_total
+            text = self.index.sentences[srow].text
+            score = dense + self.coverage_weight * cov + self.local_weight * local + self.rank_weight / rank
+            if text[:1].islower():
+                score -= self.fragment_penalty
+            out.append(SentenceCandidate(srow, rank, prow, dense, cov, score))
+        out.sort(key=lambda c: (-c.score, c.row))
         return out
+
+    def _matches(self, term: QueryTerm, tokens: frozenset[str]) -> float:
+        if any(tok in tokens for tok in term.tokens):
+            return 1.0
+        if term.parts and all(tok in tokens for tok in term.parts):
+            return self.parts_credit
+        return 0.0
 
     def evidence(self, query: Query, retrieval: Retrieval, ranked: list[SentenceCandidate]) -> Evidence:
         if not ranked or not retrieval.hits:

@@ -17,13 +17,14 @@ from typing import Callable
 import numpy as np
 
 from embeddings import Encoder
+from embeddings.cache import CachedEncoder
 from rag.analysis import SwedishAnalyzer
 from rag.ingest import CorpusLoader, IngestProblem, corpus_fingerprint
 from rag.lexical import LexicalIndex
 from rag.split import PassageSplitter, Sentence
 from rag.types import Document, Passage
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 BuildProgress = Callable[[str, int, int], None]
 """Called as `progress(stage, done, total)` while an index is built."""
 
@@ -319,12 +320,14 @@ def open_index(
     if index is not None and not reason:
         return index
     log(f"Building the index in {index_dir}: {reason}.")
-    index = CorpusIndex.build(corpus_dir, encoder_factory(), progress=progress)
+    encoder = CachedEncoder(encoder_factory(), Path(index_dir).parent / "embedding-cache" / Path(index_dir).name)
+    index = CorpusIndex.build(corpus_dir, encoder, progress=progress)
     index.save(index_dir)
     for problem in index.problems:
         log(f"  {'skipped' if problem.skipped else 'note'}: {problem.path}: {problem.message}")
     log(
         f"Index ready: {index.manifest['document_count']} documents, {index.manifest['passage_count']} passages, "
-        f"{index.manifest['sentence_count']} sentences, built in {index.manifest['build_seconds']} s."
+        f"{index.manifest['sentence_count']} sentences, built in {index.manifest['build_seconds']} s "
+        f"({encoder.hits} texts embedded earlier were reused from the cache, {encoder.misses} embedded now)."
     )
     return index

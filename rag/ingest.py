@@ -295,10 +295,20 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     ValueError
         When the bytes are binary (NUL bytes) or no text encoding fits.
     """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16"), "utf-16"
     if b"\x00" in data[:8192]:
         raise ValueError("looks like a binary file (NUL bytes), not text")
     try:
         return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # Older Swedish files are nearly always Windows-1252/Latin-1; statistical guessing gets short Swedish texts
+    # wrong (it reads "stöd" as Chinese), so that encoding is tried first.
+    try:
+        text = data.decode("cp1252")
+        if not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", text):
+            return text, "cp1252"
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes

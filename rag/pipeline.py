@@ -116,7 +116,8 @@ class Pipeline:
 
             vocabulary = LayVocabulary.load()
         self.processor = QueryProcessor(self.index.lexical.analyzer, speller=speller, vocabulary=vocabulary)
-        self.builder = AnswerBuilder(self.index, AbstentionModel.load(cfg.model))
+        self.builder = AnswerBuilder(self.index, AbstentionModel.load(cfg.model)).warm_up()
+        self.encoder.encode_queries(["uppvärmning"])  # first call of an engine is slow; do it before any user asks
         return self
 
     # ------------------------------------------------------------------------------------------------------- ask

@@ -6,7 +6,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Iterable
 
-from rag.analysis import words
+from rag.analysis import stem, words
 from rag.text import fold_accents
 
 
@@ -45,6 +45,8 @@ class Speller:
         self.valid_zipf = valid_zipf
         self.min_length = min_length
         self.counts = {w: c for w, c in counts.items() if w.isalpha()}
+        # Inflections the corpus does not happen to use ("psykosociala" when it says "psykosocialt") are not typos.
+        self._stems = frozenset(stem(w) for w in self.counts)
         self._folded: dict[str, str] = {}
         for w, c in sorted(self.counts.items(), key=lambda kv: -kv[1]):
             self._folded.setdefault(fold_accents(w), w)
@@ -62,7 +64,12 @@ class Speller:
         return cls.from_texts((d.text for d in index.documents.values()), **kwargs)
 
     def is_known(self, word: str) -> bool:
-        return word in self.counts or fold_accents(word) in self._folded or _zipf(word) >= self.valid_zipf
+        return (
+            word in self.counts
+            or fold_accents(word) in self._folded
+            or _zipf(word) >= self.valid_zipf
+            or stem(word) in self._stems
+        )
 
     def correct(self, word: str) -> str | None:
         """The corpus word `word` was probably meant to be, or None when it looks fine or nothing is close."""

@@ -1,0 +1,13 @@
+from rag.vocabulary import LayVocabulary
+
+
+def test_lay_phrases_expand_to_official_phrases_on_whole_words():
+    vocab = LayVocabulary.load()
+    pairs = vocab.expand("Vad kostar cellprov? Får man cellgifter gratis?")
+    assert ("cellprov", "screening för livmoderhalscancer") in pairs
+    assert any(lay == "cellgifter" for lay, _ in pairs)
+    assert not vocab.expand("cellprovtagningen")  # inside another word: no match
+
+
+def test_matching_ignores_missing_diacritics():
+    assert LayVocabulary.load().expand("vad ar kontaktskoterska")
