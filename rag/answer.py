@@ -109,6 +109,7 @@ class AnswerBuilder:
         parts_credit: float = 0.8,
         local_weight: float = 0.1,
         fragment_penalty: float = 0.03,
+        alternative_credit: float = 0.9,
     ) -> None:
         self.index = index
         self.abstention = abstention
@@ -121,6 +122,7 @@ class AnswerBuilder:
         self.parts_credit = parts_credit
         self.local_weight = local_weight
         self.fragment_penalty = fragment_penalty
+        self.alternative_credit = alternative_credit
 
     def warm_up(self) -> "AnswerBuilder":
         """Analyze every sentence once now, so the first question is as fast as the rest."""
@@ -146,26 +148,21 @@ class AnswerBuilder:
         return [frozenset(analyze(f"{p.title} {p.heading}")) for p in self.index.passages]
 
     def term_weight(self, term: QueryTerm) -> float:
-        """idf of the term's rarest known form; unknown terms weigh as the rarest word (they count against us)."""
-        known = [self._idf[t] for t in term.tokens if t in self._idf]
+        """idf of the term's rarest known form (its alternatives' forms included); a term the corpus does not know
+        in any form weighs as the rarest word, so it counts against covering the question."""
+        known = [self._idf[t] for t in term.all_tokens() if t in self._idf]
         return max(known) if known else self._max_idf
 
+    def known(self, term: QueryTerm) -> bool:
+        return any(t in self._idf for t in term.all_tokens())
+
     def coverage(self, terms: tuple[QueryTerm, ...], tokens: frozenset[str]) -> float:
-        """idf-weighted share of the question's own terms found in `tokens`; an expansion or correction of a
-        term counts as the term being found."""
-        own = [t for t in terms if t.source == "question"]
-        if not own:
-            return 0.0
-        extra = [t for t in terms if t.source != "question"]
+        """idf-weighted share of the question's terms found in `tokens` (see `_matches` for partial credit)."""
         total = covered = 0.0
-        extra_hit = any(tok in tokens for t in extra for tok in t.tokens)
-        for term in own:
+        for term in terms:
             w = self.term_weight(term)
             total += w
-            found = self._matches(term, tokens)  # parts count partly: "kontakt sjuksköterska" ~ "kontaktsjuksköterska"
-            if not found and extra_hit and not any(tok in self._idf for tok in term.tokens):
-                found = 1.0  # e.g. "cellgifter" (not in the corpus) found through its official expansion
-            covered += found * w
+            covered += w * self._matches(term, tokens)
         return covered / total if total else 0.0
 
     def candidates(self, query: Query, retrieval: Retrieval) -> list[SentenceCandidate]:
@@ -189,7 +186,7 @@ class AnswerBuilder:
         if not rows:
             return []
         qv = retrieval.query_vector
-        own = [t for t in query.terms if t.source == "question"] or list(query.terms)
+        own = list(query.terms)
         matches = [[self._matches(t, self._sentence_tokens[s] | self._passage_context_tokens[p]) for t in own]
                    for s, _, p in rows]
         n = len(rows)
@@ -209,11 +206,16 @@ class AnswerBuilder:
         return out
 
     def _matches(self, term: QueryTerm, tokens: frozenset[str]) -> float:
+        """1 when the word itself is found; `parts_credit` when all its compound parts are ("kontakt sjuksköterska"
+        for "kontaktsjuksköterska"); `alternative_credit` times the share of an alternative phrasing found
+        (a correction, or the official words for a lay word: "cellprov" -> "screening för livmoderhalscancer")."""
         if any(tok in tokens for tok in term.tokens):
             return 1.0
-        if term.parts and all(tok in tokens for tok in term.parts):
-            return self.parts_credit
-        return 0.0
+        best = self.parts_credit if term.parts and all(tok in tokens for tok in term.parts) else 0.0
+        for alt in term.alternatives:
+            found = sum(any(tok in tokens for tok in word) for word in alt) / len(alt)
+            best = max(best, self.alternative_credit * found)
+        return best
 
     def evidence(self, query: Query, retrieval: Retrieval, ranked: list[SentenceCandidate]) -> Evidence:
         if not ranked or not retrieval.hits:
@@ -223,9 +225,9 @@ class AnswerBuilder:
         passage_tokens = frozenset(
             tok for s in self.index.passage_sentences[top_row] for tok in self._sentence_tokens[s]
         ) | self._passage_context_tokens[top_row]
-        own = [t for t in query.terms if t.source == "question"]
+        own = list(query.terms)
         total = sum(self.term_weight(t) for t in own)
-        known = sum(self.term_weight(t) for t in own if any(tok in self._idf for tok in t.tokens))
+        known = sum(self.term_weight(t) for t in own if self.known(t))
         passage_dense = float(self.index.dense.reconstruct_row(top_row) @ retrieval.query_vector)
         return Evidence(
             best_dense=max(c.dense for c in ranked[:3]),

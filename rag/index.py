@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -177,6 +178,26 @@ class CorpusIndex:
             manifest=manifest,
             problems=load.problems,
         )
+
+    @cached_property
+    def sentence_dense(self) -> DenseIndex:
+        """FAISS index over sentence vectors (heading rows are zero vectors and never match)."""
+        dense = DenseIndex(self.sentence_vectors.shape[1])
+        dense.index(self.sentence_vectors)
+        return dense
+
+    @cached_property
+    def sentence_passages(self) -> list[list[int]]:
+        """For each sentence row, the passage rows that hold it (overlap puts a sentence in up to two)."""
+        out: list[list[int]] = [[] for _ in self.sentences]
+        for prow, srows in enumerate(self.passage_sentences):
+            for s in srows:
+                out[s].append(prow)
+        return out
+
+    @cached_property
+    def passage_vectors(self) -> np.ndarray:
+        return self.dense.reconstruct_all()
 
     # ------------------------------------------------------------------------------------------------ persistence
 

@@ -55,6 +55,20 @@ class LexicalIndex:
             return np.zeros(self._count, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
 
+    def token_scores(self, token: str) -> np.ndarray:
+        """BM25 contribution of one token to every passage (zeros when the token is unknown).
+
+        Read straight from bm25s's precomputed sparse score matrix (one column per token).
+        """
+        out = np.zeros(self._count, dtype=np.float32)
+        col = self._bm25.vocab_dict.get(token) if self._bm25 is not None else None
+        if col is None or not token:
+            return out
+        s = self._bm25.scores
+        lo, hi = s["indptr"][col], s["indptr"][col + 1]
+        out[s["indices"][lo:hi]] = s["data"][lo:hi]
+        return out
+
     def document_frequencies(self) -> dict[str, int]:
         """Number of passages each token occurs in (from the BM25 matrix's column lengths)."""
         if self._bm25 is None:

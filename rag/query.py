@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
-from rag.analysis import PART_PREFIX, SwedishAnalyzer, content_words, words
-from rag.text import normalize_query
+from rag.analysis import SwedishAnalyzer, content_words, words
+from rag.text import fold_accents, normalize_query
 
 # Openers of an elliptic follow-up ("och för barn då?", "men vem betalar?", "gäller det även ...").
 _FOLLOWUP_START = re.compile(
@@ -16,30 +16,44 @@ _FOLLOWUP_START = re.compile(
     re.IGNORECASE,
 )
 _FOLLOWUP_END = re.compile(r"\b(då|da)\s*\??$", re.IGNORECASE)
-_PRONOUNS = {"det", "den", "dem", "dom", "de", "dessa", "detta", "denna", "där", "dit", "hon", "han", "sådant", "dit"}
+_PRONOUNS = {"det", "den", "dem", "dom", "de", "dessa", "detta", "denna", "där", "dit", "hon", "han", "sådant"}
 
 
 @dataclass(frozen=True)
 class QueryTerm:
-    """One content word of the question, with every index token that counts as a match for it."""
+    """One content word of the question and every index token that counts as finding it.
+
+    `tokens` are the word's own forms (stem, accent-folded stem, as-a-compound-part form); `parts` the stems of its
+    own compound parts; `alternatives` other ways the sources say it: a spelling correction or the official
+    phrasings of a lay word, each a tuple of words given as token tuples.
+    """
 
     word: str
-    tokens: tuple[str, ...]  # the word's own forms: stem and accent-folded stem
-    parts: tuple[str, ...] = ()  # stems of its compound parts
-    source: str = "question"  # "question", "corrected" or "expansion"
+    tokens: tuple[str, ...]
+    parts: tuple[str, ...] = ()
+    alternatives: tuple[tuple[tuple[str, ...], ...], ...] = ()
 
     @classmethod
-    def of(cls, word: str, analyzer: SwedishAnalyzer, source: str = "question") -> "QueryTerm":
+    def of(cls, word: str, analyzer: SwedishAnalyzer) -> "QueryTerm":
         own, parts = analyzer.term_tokens(word, query=True)
-        return cls(word, tuple(own), tuple(parts), source)
+        return cls(word, tuple(own), tuple(parts))
+
+    def with_alternative(self, phrase: str, analyzer: SwedishAnalyzer) -> "QueryTerm":
+        alt = tuple(tuple(analyzer.term_tokens(w, query=False)[0]) for w in content_words(phrase))
+        if not alt or alt in self.alternatives:
+            return self
+        return QueryTerm(self.word, self.tokens, self.parts, self.alternatives + (alt,))
+
+    def all_tokens(self) -> list[str]:
+        return [*self.tokens, *self.parts, *(t for alt in self.alternatives for word in alt for t in word)]
 
 
 @dataclass(frozen=True)
 class Query:
     """A question made ready for retrieval.
 
-    `search_text` is what the dense encoder sees (the previous question prepended for a follow-up,
-    misspellings corrected); `terms` drive lexical search and the answer's term-coverage checks.
+    `search_text` is what the dense encoder sees (the previous question prepended for a follow-up, misspellings
+    corrected); `terms` drive lexical search and the answer's term-coverage checks.
     """
 
     question: str
@@ -51,7 +65,7 @@ class Query:
 
     @property
     def lexical_tokens(self) -> list[str]:
-        return [t for term in self.terms for t in (*term.tokens, *term.parts)]
+        return [t for term in self.terms for t in term.all_tokens()]
 
 
 def is_followup(question: str, history: Sequence[str]) -> bool:
@@ -75,9 +89,10 @@ class QueryProcessor:
     analyzer : SwedishAnalyzer
         The corpus's analyzer (same tokens as the index).
     speller : object, optional
-        Has `correct(word) -> str | None`; misspelled words get their correction added.
+        Has `correct(word) -> str | None`; a misspelled word gets its correction as an alternative.
     vocabulary : object, optional
-        Has `expand(text) -> list[(lay, official)]`; official phrasings are added to the lexical terms.
+        Has `expand(text) -> list[(lay, official)]`; the words of a lay phrase get the official phrasings
+        as alternatives.
     """
 
     def __init__(self, analyzer: SwedishAnalyzer, speller=None, vocabulary=None) -> None:
@@ -93,34 +108,32 @@ class QueryProcessor:
         if is_followup(question, history):
             followup_of = history[-1]
             search_text = f"{followup_of} {question}"
-        terms: list[QueryTerm] = []
-        corrections: list[tuple[str, str]] = []
-        seen: set[str] = set()
+        terms: dict[str, QueryTerm] = {}
         for w in content_words(search_text):
-            if w in seen:
-                continue
-            seen.add(w)
-            terms.append(QueryTerm.of(w, self.analyzer))
-            fixed = self.speller.correct(w) if self.speller is not None else None
-            if fixed and fixed != w and fixed not in seen:
-                seen.add(fixed)
-                corrections.append((w, fixed))
-                terms.append(QueryTerm.of(fixed, self.analyzer, source="corrected"))
+            terms.setdefault(w, QueryTerm.of(w, self.analyzer))
+        corrections: list[tuple[str, str]] = []
+        if self.speller is not None:
+            for w in list(terms):
+                fixed = self.speller.correct(w)
+                if fixed and fixed != w:
+                    corrections.append((w, fixed))
+                    terms[w] = terms[w].with_alternative(fixed, self.analyzer)
         expansions: list[tuple[str, str]] = []
         if self.vocabulary is not None:
-            corrected_text = " ".join([search_text] + [c for _, c in corrections])
-            for lay, official in self.vocabulary.expand(corrected_text):
+            text = " ".join([search_text] + [c for _, c in corrections])
+            for lay, official in self.vocabulary.expand(text):
                 expansions.append((lay, official))
-                for w in content_words(official):
-                    if w not in seen:
-                        seen.add(w)
-                        terms.append(QueryTerm.of(w, self.analyzer, source="expansion"))
+                lay_words = {fold_accents(w) for w in content_words(lay)}
+                for w in terms:
+                    fixed = dict(corrections).get(w, w)
+                    if fold_accents(w) in lay_words or fold_accents(fixed) in lay_words:
+                        terms[w] = terms[w].with_alternative(official, self.analyzer)
         if corrections:  # the dense encoder reads the corrected words too
             search_text = search_text + " (" + " ".join(c for _, c in corrections) + ")"
         return Query(
             question=question,
             search_text=search_text,
-            terms=tuple(terms),
+            terms=tuple(terms.values()),
             followup_of=followup_of,
             corrections=tuple(corrections),
             expansions=tuple(expansions),

