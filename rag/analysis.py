@@ -10,6 +10,8 @@ from typing import Iterable
 from rag.text import fold_accents
 
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
+# Bump when tokens change (stop words, stemming, compounds): stored lexical indexes become stale and are rebuilt.
+ANALYZER_VERSION = "2"
 FOLDED_PREFIX = "~"
 """Accent-folded forms are indexed as extra tokens with this prefix, so "stod" finds "stöd" without "år" == "ar"."""
 PART_PREFIX = "+"
@@ -20,7 +22,7 @@ _EXTRA_STOPWORDS = {
     "finns", "får", "fa", "ska", "skall", "kommer", "gäller", "gör", "göra", "fick", "också", "även", "bara", "något",
     "någon", "hej", "tack", "snälla", "undrar", "vill", "veta", "berätta", "fråga", "dom", "dem", "mej", "dej", "sej",
     "typ", "liksom", "alltså", "då", "nå", "eller", "ens", "kanske", "ju", "väl", "vilka", "vilken", "vilket", "hur",
-    "mycket", "många", "mer", "mest",
+    "mycket", "många", "mer", "mest", "nåt", "nån", "nåra", "sånna", "såna", "sånt", "ngt", "ngn", "iaf", "asså",
 }
 
 
@@ -159,7 +161,7 @@ class SwedishAnalyzer:
         return cls([w for w, c in counts.items() if c >= min_count], **kwargs)
 
     def config(self) -> dict:
-        return {"fold": self.fold, "compounds": self.compounds}
+        return {"fold": self.fold, "compounds": self.compounds, "version": ANALYZER_VERSION}
 
     def analyze(self, text: str) -> list[str]:
         """Index/query tokens of `text`: for each content word its stem, its folded stem (prefixed `~`) when folding

@@ -102,9 +102,9 @@ class AnswerBuilder:
         abstention: AbstentionModel,
         max_sentences: int = 3,
         max_chars: int = 700,
-        coverage_weight: float = 0.3,
+        coverage_weight: float = 0.2,
         rank_weight: float = 0.02,
-        relative_margin: float = 0.06,
+        relative_margin: float = 0.03,
         min_words: int = 4,
         parts_credit: float = 0.8,
         local_weight: float = 0.1,
@@ -160,7 +160,7 @@ class AnswerBuilder:
         """idf-weighted share of the question's terms found in `tokens` (see `_matches` for partial credit)."""
         total = covered = 0.0
         for term in terms:
-            w = self.term_weight(term)
+            w = self.term_weight(term) * term.weight
             total += w
             covered += w * self._matches(term, tokens)
         return covered / total if total else 0.0
@@ -190,7 +190,8 @@ class AnswerBuilder:
         matches = [[self._matches(t, self._sentence_tokens[s] | self._passage_context_tokens[p]) for t in own]
                    for s, _, p in rows]
         n = len(rows)
-        local_idf = [math.log(1 + n / df) if df else 0.0 for df in (sum(m[j] > 0 for m in matches) for j in range(len(own)))]
+        local_idf = [t.weight * math.log(1 + n / df) if df else 0.0
+                     for t, df in zip(own, (sum(m[j] > 0 for m in matches) for j in range(len(own))))]
         local_total = sum(local_idf) or 1.0
         out: list[SentenceCandidate] = []
         for (srow, rank, prow), m in zip(rows, matches):
@@ -226,8 +227,8 @@ class AnswerBuilder:
             tok for s in self.index.passage_sentences[top_row] for tok in self._sentence_tokens[s]
         ) | self._passage_context_tokens[top_row]
         own = list(query.terms)
-        total = sum(self.term_weight(t) for t in own)
-        known = sum(self.term_weight(t) for t in own if self.known(t))
+        total = sum(self.term_weight(t) * t.weight for t in own)
+        known = sum(self.term_weight(t) * t.weight for t in own if self.known(t))
         passage_dense = float(self.index.dense.reconstruct_row(top_row) @ retrieval.query_vector)
         return Evidence(
             best_dense=max(c.dense for c in ranked[:3]),
@@ -260,6 +261,23 @@ class AnswerBuilder:
             budget += len(text)
         return sorted(chosen, key=lambda c: (c.passage_rank, self.index.sentences[c.row].start))
 
+    def _with_list_items(self, cand: SentenceCandidate, max_items: int = 8):
+        """The last sentence of a quote; a sentence that introduces a list ("... fyra områden:") brings the list
+        items that follow it in the same passage, so the quote is not cut off at the colon."""
+        sents = self.index.sentences
+        last = sents[cand.row]
+        if not last.text.rstrip().endswith(":"):
+            return last
+        doc_text = self.index.documents[last.doc_id].text
+        passage_rows = self.index.passage_sentences[cand.passage_row]
+        row = cand.row
+        for _ in range(max_items):
+            nxt = row + 1
+            if nxt not in passage_rows or not _is_list_item(doc_text, sents[nxt].start):
+                break
+            row = nxt
+        return sents[row]
+
     def citations(self, chosen: list[SentenceCandidate]) -> list[Citation]:
         """One citation per run of adjacent chosen sentences of the same passage (the quote spans them)."""
         groups: list[list[SentenceCandidate]] = []
@@ -277,7 +295,8 @@ class AnswerBuilder:
                 groups.append([cand])
         out = []
         for n, group in enumerate(groups, 1):
-            first, last = self.index.sentences[group[0].row], self.index.sentences[group[-1].row]
+            first = self.index.sentences[group[0].row]
+            last = self._with_list_items(group[-1])
             doc = self.index.documents[first.doc_id]
             passage = self.index.passages[group[0].passage_row]
             out.append(Citation(
@@ -286,6 +305,11 @@ class AnswerBuilder:
                 title=doc.title, url=doc.url, publisher=doc.publisher, date=doc.date,
             ))
         return out
+
+
+def _is_list_item(doc_text: str, sentence_start: int) -> bool:
+    line_start = doc_text.rfind("\n", 0, sentence_start) + 1
+    return doc_text[line_start:sentence_start].strip() in ("•", "-", "*", "–")
 
 
 def _near_duplicate(a: frozenset[str], b: frozenset[str], threshold: float = 0.7) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 
 from embeddings import Encoder
 from embeddings.cache import CachedEncoder
-from rag.analysis import SwedishAnalyzer
+from rag.analysis import ANALYZER_VERSION, SwedishAnalyzer
 from rag.ingest import CorpusLoader, IngestProblem, corpus_fingerprint
 from rag.lexical import LexicalIndex
 from rag.split import PassageSplitter, Sentence
@@ -307,6 +307,8 @@ def stale_reason(manifest: dict, corpus_dir: Path, model: str) -> str:
         return f"it was built with model {manifest.get('model')!r}, not {model!r}"
     if manifest.get("corpus_hash") != corpus_fingerprint(Path(corpus_dir)):
         return "the corpus has changed since it was built"
+    if (manifest.get("analyzer") or {}).get("version") != ANALYZER_VERSION:
+        return "the Swedish text analysis has changed since it was built"
     return ""
 
 

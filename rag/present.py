@@ -123,7 +123,7 @@ def quote_span(passage: Passage, citation: Citation) -> tuple[int, int] | None:
 
 
 def source_meta(publisher: str, day: str) -> str:
-    """ "publisher, date" without empty parts."""
+    """Join publisher and date as "publisher, date", leaving out empty parts."""
     return ", ".join(x for x in (publisher, day) if x)
 
 
@@ -195,3 +195,8 @@ def max_source_age_from_env(default: float = DEFAULT_MAX_SOURCE_AGE_YEARS) -> fl
 def used_citations(passage_id: str, citations: Sequence[Citation]) -> list[Citation]:
     """The citations quoting from one passage (same passage id), in answer order."""
     return [c for c in citations if c.passage_id == passage_id]
+
+
+def code_text(text: str) -> str:
+    """Text for a Markdown code span: backticks and line breaks removed, so the span cannot be closed early."""
+    return " ".join((text or "").replace("`", "'").split())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from rag.analysis import SwedishAnalyzer, content_words, words
@@ -12,7 +12,8 @@ from rag.text import fold_accents, normalize_query
 # Openers of an elliptic follow-up ("och för barn då?", "men vem betalar?", "gäller det även ...").
 _FOLLOWUP_START = re.compile(
     r"^(och|men|samt|också|även|eller|än|hur är det med|vad gäller|gäller det|gäller detta|vad händer med|"
-    r"vad sägs om|hur blir det|vem betalar|vilka fler|fler|mer om|berätta mer)\b",
+    r"vad sägs om|hur blir det|vem betalar|vilka fler|fler|mer om|berätta mer|(nåt|något|nån|någon) om|"
+    r"hur (var|blir|är) det|vad (var|blir|är) det|samma för|likadant)\b",
     re.IGNORECASE,
 )
 _FOLLOWUP_END = re.compile(r"\b(då|da)\s*\??$", re.IGNORECASE)
@@ -32,17 +33,18 @@ class QueryTerm:
     tokens: tuple[str, ...]
     parts: tuple[str, ...] = ()
     alternatives: tuple[tuple[tuple[str, ...], ...], ...] = ()
+    weight: float = 1.0  # terms that only come from the previous question (a follow-up's context) weigh less
 
     @classmethod
-    def of(cls, word: str, analyzer: SwedishAnalyzer) -> "QueryTerm":
+    def of(cls, word: str, analyzer: SwedishAnalyzer, weight: float = 1.0) -> "QueryTerm":
         own, parts = analyzer.term_tokens(word, query=True)
-        return cls(word, tuple(own), tuple(parts))
+        return cls(word, tuple(own), tuple(parts), weight=weight)
 
     def with_alternative(self, phrase: str, analyzer: SwedishAnalyzer) -> "QueryTerm":
         alt = tuple(tuple(analyzer.term_tokens(w, query=False)[0]) for w in content_words(phrase))
         if not alt or alt in self.alternatives:
             return self
-        return QueryTerm(self.word, self.tokens, self.parts, self.alternatives + (alt,))
+        return replace(self, alternatives=self.alternatives + (alt,))
 
     def all_tokens(self) -> list[str]:
         return [*self.tokens, *self.parts, *(t for alt in self.alternatives for word in alt for t in word)]
@@ -81,6 +83,16 @@ def is_followup(question: str, history: Sequence[str]) -> bool:
     return len(content) <= 3 and any(w in _PRONOUNS for w in words(q))
 
 
+_YEAR = re.compile(r"\b(19|20)\d\d\b")
+
+
+def _drop_replaced_years(previous: str, question: str) -> str:
+    """"Hur mycket 2017?" then "och 2018 då?": the new year replaces the old one in the follow-up's context."""
+    if _YEAR.search(question):
+        previous = re.sub(r"\s+", " ", _YEAR.sub("", previous)).strip()
+    return previous
+
+
 class QueryProcessor:
     """Turn a raw question (and the conversation so far) into a `Query`.
 
@@ -95,22 +107,27 @@ class QueryProcessor:
         as alternatives.
     """
 
-    def __init__(self, analyzer: SwedishAnalyzer, speller=None, vocabulary=None) -> None:
+    def __init__(self, analyzer: SwedishAnalyzer, speller=None, vocabulary=None, context_weight: float = 0.5) -> None:
         self.analyzer = analyzer
         self.speller = speller
         self.vocabulary = vocabulary
+        self.context_weight = context_weight
 
     def run(self, question: str, history: Sequence[str] = ()) -> Query:
         question = normalize_query(question)
         followup_of = ""
         search_text = question
         history = [normalize_query(h) for h in history if h and normalize_query(h)]
+        context = ""
         if is_followup(question, history):
             followup_of = history[-1]
-            search_text = f"{followup_of} {question}"
+            context = _drop_replaced_years(followup_of, question)
+            search_text = f"{context} {question}"
         terms: dict[str, QueryTerm] = {}
-        for w in content_words(search_text):
+        for w in content_words(question):
             terms.setdefault(w, QueryTerm.of(w, self.analyzer))
+        for w in content_words(context):
+            terms.setdefault(w, QueryTerm.of(w, self.analyzer, weight=self.context_weight))
         corrections: list[tuple[str, str]] = []
         if self.speller is not None:
             for w in list(terms):

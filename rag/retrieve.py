@@ -60,7 +60,7 @@ def term_bm25(
         for alt in term.alternatives:
             words = [np.max([tok(t) for t in word], axis=0) for word in alt]
             best = np.maximum(best, alternative_credit * np.mean(words, axis=0))
-        total += best
+        total += term.weight * best
     return total
 
 

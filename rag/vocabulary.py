@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.analysis import stem, words
 from rag.text import fold_accents
 
 _DATA = Path(__file__).parent / "data" / "lay_terms.tsv"
@@ -22,7 +22,7 @@ class LayTerm:
 class LayVocabulary:
     """Find lay phrases in a question and return the official phrasings to add to the lexical query.
 
-    Matching is on whole words, case-insensitive and accent-insensitive ("cellgifter", "kontaktskoterska").
+    Matching is on whole words in any inflection, case- and accent-insensitive ("cellgifterna", "kontaktskoterska").
 
     Example
     -------
@@ -32,9 +32,8 @@ class LayVocabulary:
 
     def __init__(self, terms: list[LayTerm]) -> None:
         self.terms = terms
-        self._patterns = [
-            (re.compile(r"(?<!\w)" + re.escape(fold_accents(t.lay)) + r"(?!\w)"), t) for t in terms
-        ]
+        # Lay phrases are matched as sequences of stems, so "snabbspåret" finds "snabbspår", "kosta" "kostar".
+        self._phrases = [(tuple(_stems(t.lay)), t) for t in terms]
 
     @classmethod
     def load(cls, path: Path = _DATA) -> "LayVocabulary":
@@ -48,10 +47,16 @@ class LayVocabulary:
         return cls(terms)
 
     def expand(self, text: str) -> list[tuple[str, str]]:
-        """(lay phrase, official phrase) pairs for every lay phrase found in `text`."""
-        folded = fold_accents(text.lower())
+        """(lay phrase, official phrase) pairs for every lay phrase found in `text` (whole words, any inflection)."""
+        seq = _stems(text)
         out = []
-        for pattern, term in self._patterns:
-            if pattern.search(folded):
+        for phrase, term in self._phrases:
+            n = len(phrase)
+            if n and any(tuple(seq[i : i + n]) == phrase for i in range(len(seq) - n + 1)):
                 out.extend((term.lay, official) for official in term.official)
         return out
+
+
+def _stems(text: str) -> list[str]:
+    """Accent-folded stems of every word, stop words included (lay phrases such as "sista tiden i livet")."""
+    return [fold_accents(stem(w)) for w in words(text)]

@@ -1,0 +1,328 @@
+"""Streamlit chat over the Swedish cancer-care sources: cited answers, feedback, and a citation-audit view for staff."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore, build_record
+from rag.pipeline import MAX_QUESTION_CHARS, Pipeline, PipelineConfig
+from rag.present import (
+    citation_label,
+    code_text,
+    escape_markdown,
+    highlight_html,
+    is_outdated,
+    markdown_link,
+    max_source_age_from_env,
+    passage_block,
+    quote_span,
+    source_meta,
+    used_citations,
+)
+from rag.types import Answer, Citation, Document, Passage
+
+log = logging.getLogger(__name__)
+
+TITLE = "Frågor om cancervården"
+ABOUT = (
+    "Assistenten svarar bara med meningar ur de listade källorna och ger inga personliga medicinska råd. "
+    "**Vid akuta besvär: ring 112.** Sjukvårdsrådgivning dygnet runt: ring 1177."
+)
+WELCOME = (
+    "Hej! Här kan du ställa frågor om cancervården i Sverige, till exempel om vårdförlopp, kontaktsjuksköterskor "
+    "och stöd till patienter och närstående. Jag svarar med meningar ur källorna och visar varifrån varje mening "
+    "kommer, så att du kan läsa mer."
+)
+EXAMPLES = (
+    "Vad är ett standardiserat vårdförlopp?",
+    "Vad är en kontaktsjuksköterska?",
+    "Vilket stöd finns för barn med cancer och deras familjer?",
+    "Hur mycket pengar får regionerna för cancervården 2024?",
+)
+THANKS = "Tack! Ditt omdöme är sparat och hjälper oss att förbättra tjänsten."
+
+
+# --------------------------------------------------------------------------------------------------- resources
+
+
+@st.cache_resource(show_spinner="Laddar källorna och språkmodellen – första gången kan det ta en stund …")
+def load_pipeline() -> Pipeline:
+    """The same pipeline as the CLI, loaded once per server process."""
+    return Pipeline(PipelineConfig()).warm_up()
+
+
+@st.cache_resource(show_spinner=False)
+def passage_lookup(_pipeline: Pipeline, built_at: str) -> dict[str, Passage]:
+    """All passages by id (keyed on the index build time so a rebuilt index gets a fresh table)."""
+    return {p.passage_id: p for p in _pipeline.index.passages}
+
+
+def find_passage(pipeline: Pipeline, answer: Answer, passage_id: str) -> Passage | None:
+    """The cited passage: from the answer's hits, else from the whole index."""
+    for hit in answer.hits:
+        if hit.passage.passage_id == passage_id:
+            return hit.passage
+    return passage_lookup(pipeline, pipeline.index.manifest.get("built_at", "")).get(passage_id)
+
+
+# ------------------------------------------------------------------------------------------------------- state
+
+
+def init_state() -> None:
+    st.session_state.setdefault("session_id", uuid.uuid4().hex[:12])
+    st.session_state.setdefault("turns", [])  # [{"id": int, "question": str, "answer": Answer}]
+    st.session_state.setdefault("next_turn_id", 1)
+    st.session_state.setdefault("feedback_sent", {})  # turn id -> "helpful" | "not_helpful"
+    st.session_state.setdefault("feedback_error", {})  # turn id -> message
+
+
+def choose_example(question: str) -> None:
+    st.session_state["pending_question"] = question
+
+
+def clear_conversation() -> None:
+    st.session_state["turns"] = []
+    st.session_state["feedback_sent"] = {}
+    st.session_state["feedback_error"] = {}
+
+
+def save_feedback(turn_id: int) -> None:
+    """Form callback: store the rating and the (redacted) comment for one answer."""
+    rating = st.session_state.get(f"rating-{turn_id}")
+    errors = st.session_state["feedback_error"]
+    if rating is None:
+        errors[turn_id] = "Välj tumme upp eller tumme ner innan du skickar."
+        return
+    turn = next((t for t in st.session_state["turns"] if t["id"] == turn_id), None)
+    if turn is None:
+        return
+    record = build_record(
+        turn["answer"], helpful=rating == 1, comment=st.session_state.get(f"comment-{turn_id}", ""),
+        manifest=load_pipeline().index.manifest, answer_id=f"{st.session_state.get('session_id', '')}-{turn_id}",
+    )
+    try:
+        FeedbackStore.from_env().append(record)
+    except OSError:
+        log.exception("could not save feedback")
+        errors[turn_id] = "Omdömet kunde tyvärr inte sparas just nu. Försök gärna igen senare."
+        return
+    errors.pop(turn_id, None)
+    st.session_state["feedback_sent"][turn_id] = record["rating"]
+
+
+# ---------------------------------------------------------------------------------------------------- sidebar
+
+
+def render_sidebar(pipeline: Pipeline) -> tuple[bool, int]:
+    """About text, staff toggle, source list with age warnings; returns (audit mode, max source age in years)."""
+    with st.sidebar:
+        st.markdown("### Om assistenten")
+        st.markdown(ABOUT)
+        st.button("Börja om samtalet", on_click=clear_conversation, disabled=not st.session_state["turns"])
+        st.divider()
+        audit = st.toggle("Granskningsläge (personal)", key="audit_mode",
+                          help="Visar alla träffar, poäng, hela källdokumenten och indexets uppgifter.")
+        if audit:
+            render_manifest(pipeline.index.manifest)
+        max_age = st.number_input(
+            "Varna för källor äldre än (år)", min_value=1, max_value=100, step=1,
+            value=max(1, round(max_source_age_from_env())), key="max_source_age",
+        )
+        render_sources(pipeline.index.documents, int(max_age))
+    return audit, int(max_age)
+
+
+def render_manifest(manifest: dict[str, Any]) -> None:
+    rows = [("Modell", manifest.get("model", "")), ("Byggt", manifest.get("built_at", "")),
+            ("Korpus-hash", manifest.get("corpus_hash", "")), ("Passager", manifest.get("passage_count", "")),
+            ("Dokument", manifest.get("document_count", ""))]
+    st.markdown("**Index**  \n" + "  \n".join(f"{label}: `{code_text(str(value))}`" for label, value in rows))
+
+
+def source_line(doc: Document, old: bool) -> str:
+    flag = " ⚠️ *äldre källa*" if old else ""
+    return f"- {markdown_link(doc.title or doc.doc_id, doc.url)}  \n  {escape_markdown(source_meta(doc.publisher, doc.date))}{flag}"
+
+
+def render_sources(documents: dict[str, Document], max_age: int) -> None:
+    docs = sorted(documents.values(), key=lambda d: (d.date, d.title), reverse=True)
+    old = [d for d in docs if is_outdated(d.date, max_age)]
+    st.markdown(f"**Källor:** {len(docs)} dokument")
+    if old:
+        st.warning(f"{len(old)} av {len(docs)} källor är äldre än {max_age} år. "
+                   "Uppgifterna i dem kan ha ändrats sedan dess.")
+        with st.expander(f"Äldre källor ({len(old)})"):
+            st.markdown("\n".join(source_line(d, True) for d in old))
+    with st.expander(f"Alla källor ({len(docs)})"):
+        st.markdown("\n".join(source_line(d, d in old) for d in docs))
+
+
+# ------------------------------------------------------------------------------------------------------- chat
+
+
+def render_welcome() -> None:
+    with st.chat_message("assistant"):
+        st.markdown(WELCOME)
+        st.markdown("**Prova en fråga:**")
+        for i, example in enumerate(EXAMPLES):
+            st.button(example, key=f"example-{i}", on_click=choose_example, args=(example,), width="stretch")
+
+
+def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool, max_age: int) -> None:
+    """Notice first, then the follow-up note, the answer (or the abstention), its source cards and feedback."""
+    if answer.notice:
+        st.error(f"**Viktigt:** {escape_markdown(answer.notice)}", icon="🚨")
+    followup_of = answer.details.get("followup_of")
+    if followup_of:
+        st.caption(f"Tolkad som följdfråga till: {escape_markdown(followup_of)}")
+    if answer.abstained:
+        st.info(escape_markdown(answer.text), icon="ℹ️")
+    else:
+        st.markdown(escape_markdown(answer.text))
+    if answer.citations:
+        st.caption("Källor – öppna för att se meningen i sitt sammanhang:")
+        for citation in answer.citations:
+            render_citation(citation, find_passage(pipeline, answer, citation.passage_id), max_age)
+    render_feedback(turn_id)
+    if audit:
+        render_audit(answer, pipeline)
+
+
+def render_citation(citation: Citation, passage: Passage | None, max_age: int) -> None:
+    """A source card: title, publisher, date, link, and the passage with the quoted sentence highlighted."""
+    with st.expander(escape_markdown(citation_label(citation))):
+        meta = escape_markdown(source_meta(citation.publisher, citation.date))
+        link = markdown_link("Öppna originalkällan", citation.url)
+        st.markdown(f"**{escape_markdown(citation.title)}**  \n{meta}  \n{link}")
+        if is_outdated(citation.date, max_age):
+            st.warning(f"Källan är från {escape_markdown(citation.date)}, alltså äldre än {max_age} år. "
+                       "Kontrollera gärna att uppgiften fortfarande gäller.")
+        span = quote_span(passage, citation) if passage else None
+        if passage is not None and span is not None:
+            body = highlight_html(passage.text, [(span[0], span[1], "quote")])
+        else:
+            body = highlight_html(citation.quote, [(0, len(citation.quote), "quote")])
+        st.markdown(passage_block(body), unsafe_allow_html=True)
+
+
+def render_feedback(turn_id: int) -> None:
+    sent = st.session_state["feedback_sent"].get(turn_id)
+    if sent:
+        st.caption(THANKS)
+        return
+    with st.form(key=f"feedback-{turn_id}", border=False):
+        st.caption("Var svaret till hjälp?")
+        st.feedback("thumbs", key=f"rating-{turn_id}")
+        st.text_input("Kommentar (valfritt)", key=f"comment-{turn_id}", max_chars=MAX_COMMENT_CHARS,
+                      placeholder="Kommentar (valfritt) – skriv inga personuppgifter", label_visibility="collapsed")
+        st.form_submit_button("Skicka omdöme", key=f"send-{turn_id}", on_click=save_feedback, args=(turn_id,))
+    error = st.session_state["feedback_error"].get(turn_id)
+    if error:
+        st.warning(error)
+
+
+# ------------------------------------------------------------------------------------------------------ audit
+
+
+def render_audit(answer: Answer, pipeline: Pipeline) -> None:
+    """Staff view: every retrieved passage with score and used sentences, the source documents, the details."""
+    details = answer.details
+    with st.container(border=True):
+        st.markdown("**Granskning**")
+        p = details.get("p_answerable")
+        status = "avstod" if answer.abstained else "svarade"
+        lines = [
+            f"Sökfråga: {escape_markdown(answer.retrieval_query or answer.question)}",
+            f"Resultat: {status}" + (f" (orsak: `{code_text(answer.reason)}`)" if answer.reason else ""),
+            f"Sannolikhet att frågan kan besvaras: `{p:.3f}`" if isinstance(p, (int, float)) else "",
+            "Tider (ms): " + " · ".join(f"{k} {v:.1f}" for k, v in answer.timings_ms.items()),
+            "Rättningar: " + pairs_text(details.get("corrections")),
+            "Utvidgningar: " + pairs_text(details.get("expansions")),
+        ]
+        st.markdown("  \n".join(line for line in lines if line))
+        evidence = details.get("evidence") or {}
+        if evidence:
+            st.markdown("| signal | värde |\n|---|---|\n" + "\n".join(
+                f"| {escape_markdown(str(k))} | `{format_value(v)}` |" for k, v in evidence.items()))
+        st.markdown(f"**Hämtade passager ({len(answer.hits)})**")
+        for hit in answer.hits:
+            used = used_citations(hit.passage.passage_id, answer.citations)
+            doc = pipeline.index.documents.get(hit.passage.doc_id)
+            title = doc.title if doc else hit.passage.title
+            used_text = ", ".join(f"\\[{c.n}\\] {escape_markdown(shorten(c.quote))}" for c in used) or "inga"
+            st.markdown(
+                f"**#{hit.rank}** · poäng `{hit.score:.4f}` · {escape_markdown(hit.retriever)}  \n"
+                f"passage `{code_text(hit.passage.passage_id)}` · dokument `{code_text(hit.passage.doc_id)}`  \n"
+                f"{escape_markdown(title)}  \n"
+                f"Använda meningar: {used_text}"
+            )
+            if doc is not None:
+                with st.expander(f"Hela dokumentet, träff #{hit.rank}: {escape_markdown(shorten(title, 60))}"):
+                    spans = [(hit.passage.start, hit.passage.end, "passage")]
+                    spans += [(c.start, c.end, "quote") for c in used]
+                    st.caption("Passagen är ljust markerad, citerade meningar starkt markerade.")
+                    st.markdown(passage_block(highlight_html(doc.text, spans), max_height="28rem"),
+                                unsafe_allow_html=True)
+
+
+def pairs_text(pairs: Any) -> str:
+    items = [f"{escape_markdown(str(a))} → {escape_markdown(str(b))}" for a, b in (pairs or ())]
+    return ", ".join(items) or "inga"
+
+
+def format_value(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else code_text(str(value))
+
+
+def shorten(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# -------------------------------------------------------------------------------------------------------- main
+
+
+def ask(pipeline: Pipeline, question: str, audit: bool, max_age: int) -> None:
+    """Show the new question, answer it in the context of the earlier ones, and keep the turn."""
+    turns = st.session_state["turns"]
+    turn_id = st.session_state["next_turn_id"]
+    st.session_state["next_turn_id"] = turn_id + 1
+    with st.chat_message("user"):
+        st.markdown(escape_markdown(question))
+    with st.chat_message("assistant"):
+        try:
+            with st.spinner("Söker i källorna …"):
+                answer = pipeline.ask(question, history=[t["question"] for t in turns])
+        except Exception:  # the user gets a plain message; staff find the trace in the server log
+            log.exception("answering failed")
+            st.error("Något gick fel när frågan skulle besvaras. Försök igen om en stund.")
+            return
+        turns.append({"id": turn_id, "question": question, "answer": answer})
+        render_answer(answer, turn_id, pipeline, audit, max_age)
+
+
+def main() -> None:
+    st.set_page_config(page_title=TITLE, page_icon="💬", layout="centered")
+    init_state()
+    pipeline = load_pipeline()
+    audit, max_age = render_sidebar(pipeline)
+    st.title(TITLE)
+    st.caption(ABOUT)
+    question = st.chat_input("Skriv din fråga här …", max_chars=MAX_QUESTION_CHARS)
+    question = question or st.session_state.pop("pending_question", None)
+    if not st.session_state["turns"] and not question:
+        render_welcome()
+    for turn in st.session_state["turns"]:
+        with st.chat_message("user"):
+            st.markdown(escape_markdown(turn["question"]))
+        with st.chat_message("assistant"):
+            render_answer(turn["answer"], turn["id"], pipeline, audit, max_age)
+    if question:
+        ask(pipeline, question, audit, max_age)
+
+
+main()

@@ -1,0 +1,124 @@
+"""The real server in headless Chromium at phone size: ask, see a cited answer and a source card, no script runs."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = PROJECT_ROOT / "artifacts"
+PHONE = {"width": 390, "height": 844}
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+QUESTION = "Vad är ett standardiserat vårdförlopp?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen, log_path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """`streamlit run app.py` on a free port; always terminated afterwards."""
+    port = free_port()
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "RAG_FEEDBACK_DIR": str(tmp_path / "fb")}
+    log_path = tmp_path / "streamlit.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, proc, log_path)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def ask(page, question: str, n_answers: int):
+    """Type a question and wait until the n-th assistant answer (after the welcome) is rendered."""
+    box = page.locator('[data-testid="stChatInputTextArea"]')
+    box.fill(question)
+    box.press("Enter")
+    answers = page.locator('[data-testid="stChatMessage"]').filter(
+        has=page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
+    answer = answers.nth(n_answers - 1)
+    answer.locator("form").first.wait_for(timeout=120_000)  # the feedback form comes last in an answer
+    return answer
+
+
+def test_a_phone_user_gets_a_cited_answer_with_source_cards(server):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    dialogs = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
+                                    locale="sv-SE")
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(server, wait_until="domcontentloaded")
+            page.locator('[data-testid="stChatInputTextArea"]').wait_for(timeout=120_000)
+            page.get_by_text("Prova en fråga").wait_for(timeout=60_000)
+
+            answer = ask(page, QUESTION, n_answers=1)
+            answer.get_by_text(re.compile(r"\[1\]")).first.wait_for(timeout=30_000)
+            card = answer.locator('[data-testid="stExpander"]').filter(has_text="[1]").first
+            card.wait_for(timeout=30_000)
+            card.locator("summary").click()
+            mark = card.locator("mark").first
+            mark.wait_for(timeout=30_000)
+            card.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-answer.png"), full_page=True)
+
+            answer_text = answer.inner_text()
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            card_box = card.bounding_box()
+
+            ask(page, '<script>alert(1)</script><img src=x onerror="alert(2)"> Vad är en kontaktsjuksköterska?', 2)
+            user_texts = page.locator('[data-testid="stChatMessage"]').all_inner_texts()
+            injected = page.evaluate("document.querySelectorAll('[data-testid=\"stMain\"] script, "
+                                     "[data-testid=\"stMain\"] img[src=\"x\"]').length")
+        finally:
+            browser.close()
+
+    assert "[1]" in answer_text and "Var svaret till hjälp?" in answer_text
+    assert overflow <= 0, f"the page scrolls sideways on a phone by {overflow}px"
+    assert card_box and card_box["width"] <= PHONE["width"]
+    assert any("<script>alert(1)</script>" in t for t in user_texts)  # shown as text
+    assert injected == 0 and dialogs == []
