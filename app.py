@@ -11,6 +11,7 @@ import streamlit as st
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore, build_record
 from rag.pipeline import MAX_QUESTION_CHARS, Pipeline, PipelineConfig
 from rag.present import (
+    answer_markdown,
     citation_label,
     code_text,
     escape_markdown,
@@ -33,9 +34,9 @@ ABOUT = (
     "**Vid akuta besvär: ring 112.** Sjukvårdsrådgivning dygnet runt: ring 1177."
 )
 WELCOME = (
-    "Hej! Här kan du ställa frågor om cancervården i Sverige, till exempel om vårdförlopp, kontaktsjuksköterskor "
-    "och stöd till patienter och närstående. Jag svarar med meningar ur källorna och visar varifrån varje mening "
-    "kommer, så att du kan läsa mer."
+    "Hej! Här kan du ställa frågor om cancervården i Sverige, till exempel om vårdförlopp, "
+    "kontaktsjuksköterskor och stöd till patienter och närstående. Jag svarar med meningar ur källorna "
+    "och visar varifrån varje mening kommer, så att du kan läsa mer."
 )
 EXAMPLES = (
     "Vad är ett standardiserat vårdförlopp?",
@@ -122,7 +123,7 @@ def render_sidebar(pipeline: Pipeline) -> tuple[bool, int]:
     with st.sidebar:
         st.markdown("### Om assistenten")
         st.markdown(ABOUT)
-        st.button("Börja om samtalet", on_click=clear_conversation, disabled=not st.session_state["turns"])
+        st.button("Börja om samtalet", key="clear_conversation", on_click=clear_conversation)
         st.divider()
         audit = st.toggle("Granskningsläge (personal)", key="audit_mode",
                           help="Visar alla träffar, poäng, hela källdokumenten och indexets uppgifter.")
@@ -144,13 +145,16 @@ def render_manifest(manifest: dict[str, Any]) -> None:
 
 
 def source_line(doc: Document, old: bool) -> str:
-    flag = " ⚠️ *äldre källa*" if old else ""
-    return f"- {markdown_link(doc.title or doc.doc_id, doc.url)}  \n  {escape_markdown(source_meta(doc.publisher, doc.date))}{flag}"
+    """One Markdown list item: linked title, then publisher and date (flagged when old)."""
+    meta = escape_markdown(source_meta(doc.publisher, doc.date, nobreak=True))
+    flag = " :material/warning: *äldre källa*" if old else ""
+    return f"- {markdown_link(doc.title or doc.doc_id, doc.url)}  \n  {meta}{flag}"
 
 
 def render_sources(documents: dict[str, Document], max_age: int) -> None:
     docs = sorted(documents.values(), key=lambda d: (d.date, d.title), reverse=True)
     old = [d for d in docs if is_outdated(d.date, max_age)]
+    old_ids = {d.doc_id for d in old}
     st.markdown(f"**Källor:** {len(docs)} dokument")
     if old:
         st.warning(f"{len(old)} av {len(docs)} källor är äldre än {max_age} år. "
@@ -158,7 +162,7 @@ def render_sources(documents: dict[str, Document], max_age: int) -> None:
         with st.expander(f"Äldre källor ({len(old)})"):
             st.markdown("\n".join(source_line(d, True) for d in old))
     with st.expander(f"Alla källor ({len(docs)})"):
-        st.markdown("\n".join(source_line(d, d in old) for d in docs))
+        st.markdown("\n".join(source_line(d, d.doc_id in old_ids) for d in docs))
 
 
 # ------------------------------------------------------------------------------------------------------- chat
@@ -175,14 +179,14 @@ def render_welcome() -> None:
 def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool, max_age: int) -> None:
     """Notice first, then the follow-up note, the answer (or the abstention), its source cards and feedback."""
     if answer.notice:
-        st.error(f"**Viktigt:** {escape_markdown(answer.notice)}", icon="🚨")
+        st.error(f"**Viktigt:** {escape_markdown(answer.notice)}", icon=":material/emergency:")
     followup_of = answer.details.get("followup_of")
     if followup_of:
         st.caption(f"Tolkad som följdfråga till: {escape_markdown(followup_of)}")
     if answer.abstained:
-        st.info(escape_markdown(answer.text), icon="ℹ️")
+        st.info(escape_markdown(answer.text), icon=":material/info:")
     else:
-        st.markdown(escape_markdown(answer.text))
+        st.markdown(answer_markdown(answer.text))
     if answer.citations:
         st.caption("Källor – öppna för att se meningen i sitt sammanhang:")
         for citation in answer.citations:
@@ -194,10 +198,9 @@ def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool,
 
 def render_citation(citation: Citation, passage: Passage | None, max_age: int) -> None:
     """A source card: title, publisher, date, link, and the passage with the quoted sentence highlighted."""
-    with st.expander(escape_markdown(citation_label(citation))):
-        meta = escape_markdown(source_meta(citation.publisher, citation.date))
-        link = markdown_link("Öppna originalkällan", citation.url)
-        st.markdown(f"**{escape_markdown(citation.title)}**  \n{meta}  \n{link}")
+    with st.expander(escape_markdown(citation_label(citation, nobreak=True))):
+        meta = escape_markdown(source_meta(citation.publisher, citation.date, nobreak=True))
+        st.markdown(f"{meta}  \n{markdown_link('Läs hela texten hos källan ↗', citation.url)}")
         if is_outdated(citation.date, max_age):
             st.warning(f"Källan är från {escape_markdown(citation.date)}, alltså äldre än {max_age} år. "
                        "Kontrollera gärna att uppgiften fortfarande gäller.")
@@ -215,10 +218,10 @@ def render_feedback(turn_id: int) -> None:
         st.caption(THANKS)
         return
     with st.form(key=f"feedback-{turn_id}", border=False):
-        st.caption("Var svaret till hjälp?")
+        st.caption("Var svaret till hjälp? Skriv gärna en kommentar, men inga personuppgifter.")
         st.feedback("thumbs", key=f"rating-{turn_id}")
-        st.text_input("Kommentar (valfritt)", key=f"comment-{turn_id}", max_chars=MAX_COMMENT_CHARS,
-                      placeholder="Kommentar (valfritt) – skriv inga personuppgifter", label_visibility="collapsed")
+        st.text_input("Kommentar (valfri)", key=f"comment-{turn_id}", max_chars=MAX_COMMENT_CHARS,
+                      placeholder="Valfri kommentar", label_visibility="collapsed")
         st.form_submit_button("Skicka omdöme", key=f"send-{turn_id}", on_click=save_feedback, args=(turn_id,))
     error = st.session_state["feedback_error"].get(turn_id)
     if error:
@@ -242,6 +245,7 @@ def render_audit(answer: Answer, pipeline: Pipeline) -> None:
             "Tider (ms): " + " · ".join(f"{k} {v:.1f}" for k, v in answer.timings_ms.items()),
             "Rättningar: " + pairs_text(details.get("corrections")),
             "Utvidgningar: " + pairs_text(details.get("expansions")),
+            "Säkerhet: " + safety_text(details.get("safety") or {}),
         ]
         st.markdown("  \n".join(line for line in lines if line))
         evidence = details.get("evidence") or {}
@@ -272,6 +276,12 @@ def render_audit(answer: Answer, pipeline: Pipeline) -> None:
 def pairs_text(pairs: Any) -> str:
     items = [f"{escape_markdown(str(a))} → {escape_markdown(str(b))}" for a, b in (pairs or ())]
     return ", ".join(items) or "inga"
+
+
+def safety_text(safety: dict[str, Any]) -> str:
+    flags = [name for name in ("urgent", "suicide", "advice") if safety.get(name)]
+    matched = ", ".join(escape_markdown(str(m)) for m in safety.get("matched") or ())
+    return (", ".join(flags) + (f" (träffade: {matched})" if matched else "")) if flags else "ingen flagga"
 
 
 def format_value(value: Any) -> str:
@@ -306,11 +316,17 @@ def ask(pipeline: Pipeline, question: str, audit: bool, max_age: int) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title=TITLE, page_icon="💬", layout="centered")
+    st.set_page_config(page_title=TITLE, page_icon=":material/forum:", layout="centered")
     init_state()
-    pipeline = load_pipeline()
+    try:
+        pipeline = load_pipeline()
+    except Exception:  # not cached: the next page load tries again
+        log.exception("the pipeline could not be loaded")
+        st.error("Tjänsten kan inte svara just nu. Försök igen om en stund. Vid akuta besvär: ring 112. "
+                 "Sjukvårdsrådgivning dygnet runt: ring 1177.")
+        st.stop()
     audit, max_age = render_sidebar(pipeline)
-    st.title(TITLE)
+    st.subheader(TITLE, anchor=False)
     st.caption(ABOUT)
     question = st.chat_input("Skriv din fråga här …", max_chars=MAX_QUESTION_CHARS)
     question = question or st.session_state.pop("pending_question", None)

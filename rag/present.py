@@ -122,14 +122,21 @@ def quote_span(passage: Passage, citation: Citation) -> tuple[int, int] | None:
     return None
 
 
-def source_meta(publisher: str, day: str) -> str:
-    """Join publisher and date as "publisher, date", leaving out empty parts."""
+NOBREAK_HYPHEN = "\u2011"
+
+
+def source_meta(publisher: str, day: str, nobreak: bool = False) -> str:
+    """Join publisher and date as "publisher, date", leaving out empty parts.
+
+    With `nobreak`, the date's hyphens are non-breaking, so a narrow screen never splits "2016-01-12".
+    """
+    day = day.replace("-", NOBREAK_HYPHEN) if nobreak and day else day
     return ", ".join(x for x in (publisher, day) if x)
 
 
-def citation_label(citation: Citation) -> str:
+def citation_label(citation: Citation, nobreak: bool = False) -> str:
     """The source card's title: "[1] <title> – <publisher>, <date>" (plain text, not yet Markdown-escaped)."""
-    meta = source_meta(citation.publisher, citation.date)
+    meta = source_meta(citation.publisher, citation.date, nobreak)
     title = citation.title or citation.doc_id
     return f"[{citation.n}] {title} – {meta}" if meta else f"[{citation.n}] {title}"
 
@@ -200,3 +207,18 @@ def used_citations(passage_id: str, citations: Sequence[Citation]) -> list[Citat
 def code_text(text: str) -> str:
     """Text for a Markdown code span: backticks and line breaks removed, so the span cannot be closed early."""
     return " ".join((text or "").replace("`", "'").split())
+
+
+def answer_markdown(text: str) -> str:
+    """Answer text as escaped Markdown, one paragraph per cited sentence, keeping the sources' line breaks.
+
+    The words are unchanged: a paragraph break is put after each [n] marker, and list bullets ("•") and line
+    breaks inside a quote start a new line instead of running together.
+    """
+    parts = [p.strip() for p in re.split(r"(?<=\[\d\])\s+|(?<=\[\d\d\])\s+", text or "") if p.strip()]
+    paragraphs = []
+    for part in parts:
+        part = re.sub(r"\s+(?=• )", "\n", part)
+        lines = [escape_markdown(line.strip()) for line in re.split(r"\n+", part) if line.strip()]
+        paragraphs.append("  \n".join(lines))
+    return "\n\n".join(paragraphs)

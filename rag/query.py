@@ -78,9 +78,11 @@ def is_followup(question: str, history: Sequence[str]) -> bool:
     content = content_words(q)
     if _FOLLOWUP_START.match(q) or _FOLLOWUP_END.search(q):
         return True
-    if len(content) <= 1:
-        return True
-    return len(content) <= 3 and any(w in _PRONOUNS for w in words(q))
+    if not content:
+        return True  # "varför det?", "hur då?"
+    # A short question that points back ("vem betalar det?", "finns det för dem?"); a short question with its own
+    # topic ("Vad är en kontaktsjuksköterska?") stands alone.
+    return len(content) <= 2 and any(w in _PRONOUNS for w in words(q))
 
 
 _YEAR = re.compile(r"\b(19|20)\d\d\b")

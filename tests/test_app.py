@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Widget
 
 from rag.feedback import PERSONNUMMER_TAG, PHONE_TAG, FeedbackStore
+from rag.present import NOBREAK_HYPHEN, is_outdated
 from tests.conftest import PROJECT_ROOT
 
 APP = str(PROJECT_ROOT / "app.py")
@@ -36,8 +37,8 @@ def ask(at: AppTest, question: str) -> AppTest:
 
 
 def plain(markdown: str) -> str:
-    """What a reader sees of escaped Markdown (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """What a reader sees of escaped Markdown (backslash escapes removed, non-breaking hyphens as hyphens)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace(NOBREAK_HYPHEN, "-")
 
 
 def assistant_messages(at: AppTest):
@@ -81,14 +82,16 @@ def test_an_answer_has_markers_and_a_source_card_per_citation(app):
     answer = last_answer(app)
     assert not answer.abstained and answer.citations
     (message,) = assistant_messages(app)
-    shown = " ".join(plain(m.value) for m in message.markdown)
-    assert answer.text in shown
+    shown = " ".join(" ".join(plain(m.value).split()) for m in message.markdown)
+    assert answer.text in shown  # verbatim (shown one cited sentence per paragraph)
     markers = sorted(set(re.findall(r"\[(\d+)\]", answer.text)))
     assert markers and markers == sorted(str(c.n) for c in answer.citations)
     labels = [plain(e.label) for e in message.expander]
     assert sorted(re.match(r"\[(\d+)\]", label).group(1) for label in labels) == markers
     for citation, label in zip(answer.citations, labels):
         assert label == f"[{citation.n}] {citation.title} – {citation.publisher}, {citation.date}"
+    for citation, card in zip(answer.citations, message.expander):  # an old source says so on its card
+        assert bool(card.warning) == is_outdated(citation.date, 5), citation.date
     card = message.expander[0]
     card_md = [m.value for m in card.markdown]
     assert any(f"]({answer.citations[0].url})" in m for m in card_md)  # link to the original page
@@ -128,7 +131,8 @@ def test_feedback_is_saved_redacted(app, feedback_dir):
     assert not FeedbackStore(feedback_dir).read()
     assert any("tumme" in w.value for w in app.main.warning)
     app.feedback(key=f"rating-{turn_id}").set_value(1)
-    app.text_input(key=f"comment-{turn_id}").set_value("Bra! Ring mig på 070-123 45 67 eller 08-123 456 78, pnr 850612-1234")
+    comment = "Bra! Ring mig på 070-123 45 67 eller 08-123 456 78, pnr 850612-1234"
+    app.text_input(key=f"comment-{turn_id}").set_value(comment)
     app.button(key=f"send-{turn_id}").click().run()
     assert not app.exception
     (record,) = FeedbackStore(feedback_dir).read()
@@ -183,3 +187,11 @@ def test_old_sources_are_counted_with_a_configurable_age(app):
     assert int(re.search(r"(\d+) av \d+ källor", warning10).group(1)) < n_old
     labels = [e.label for e in app.sidebar.expander]
     assert any(label.startswith("Alla källor (") for label in labels)
+
+
+def test_starting_over_clears_the_conversation(app):
+    ask(app, "Vad är en kontaktsjuksköterska?")
+    assert app.session_state["turns"]
+    app.button(key="clear_conversation").click().run()
+    assert not app.exception and not app.session_state["turns"]
+    assert any("Hej!" in m.value for m in app.main.markdown)

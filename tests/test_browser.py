@@ -75,8 +75,17 @@ def ask(page, question: str, n_answers: int):
     answers = page.locator('[data-testid="stChatMessage"]').filter(
         has=page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
     answer = answers.nth(n_answers - 1)
-    answer.locator("form").first.wait_for(timeout=120_000)  # the feedback form comes last in an answer
+    answer.locator('[data-testid="stForm"]').wait_for(timeout=120_000)  # the feedback form ends an answer
     return answer
+
+
+def screenshot_whole_conversation(page, path) -> None:
+    """Streamlit scrolls inside its own container, so grow the phone-wide viewport to the content's height."""
+    height = page.evaluate("document.querySelector('[data-testid=\"stAppScrollToBottomContainer\"]').scrollHeight")
+    page.set_viewport_size({"width": PHONE["width"], "height": min(max(height + 120, PHONE["height"]), 6000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(PHONE)
 
 
 def test_a_phone_user_gets_a_cited_answer_with_source_cards(server):
@@ -94,31 +103,31 @@ def test_a_phone_user_gets_a_cited_answer_with_source_cards(server):
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(server, wait_until="domcontentloaded")
             page.locator('[data-testid="stChatInputTextArea"]').wait_for(timeout=120_000)
-            page.get_by_text("Prova en fråga").wait_for(timeout=60_000)
+            page.get_by_text("Prova en fråga").wait_for(timeout=120_000)
 
             answer = ask(page, QUESTION, n_answers=1)
             answer.get_by_text(re.compile(r"\[1\]")).first.wait_for(timeout=30_000)
             card = answer.locator('[data-testid="stExpander"]').filter(has_text="[1]").first
-            card.wait_for(timeout=30_000)
             card.locator("summary").click()
-            mark = card.locator("mark").first
-            mark.wait_for(timeout=30_000)
-            card.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "browser-answer.png"), full_page=True)
-
+            card.locator("mark").first.wait_for(timeout=30_000)
             answer_text = answer.inner_text()
+            card_text = card.inner_text()
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             card_box = card.bounding_box()
+            screenshot_whole_conversation(page, ARTIFACTS / "browser-answer.png")
 
-            ask(page, '<script>alert(1)</script><img src=x onerror="alert(2)"> Vad är en kontaktsjuksköterska?', 2)
+            question = '<script>alert(1)</script><img src=x onerror="alert(2)"> Vad är en kontaktsjuksköterska?'
+            ask(page, question, n_answers=2)
             user_texts = page.locator('[data-testid="stChatMessage"]').all_inner_texts()
-            injected = page.evaluate("document.querySelectorAll('[data-testid=\"stMain\"] script, "
-                                     "[data-testid=\"stMain\"] img[src=\"x\"]').length")
+            injected = page.evaluate(
+                "document.querySelectorAll('[data-testid=\"stMainBlockContainer\"] script, img[src=\"x\"]').length")
         finally:
             browser.close()
 
-    assert "[1]" in answer_text and "Var svaret till hjälp?" in answer_text
+    assert re.search(r"\[1\]", answer_text) and "Var svaret till hjälp?" in answer_text
+    assert "Läs hela texten hos källan" in card_text
     assert overflow <= 0, f"the page scrolls sideways on a phone by {overflow}px"
-    assert card_box and card_box["width"] <= PHONE["width"]
-    assert any("<script>alert(1)</script>" in t for t in user_texts)  # shown as text
+    assert card_box and card_box["x"] >= 0 and card_box["x"] + card_box["width"] <= PHONE["width"]
+    assert (ARTIFACTS / "browser-answer.png").stat().st_size > 10_000
+    assert any(question in t for t in user_texts)  # shown as text
     assert injected == 0 and dialogs == []

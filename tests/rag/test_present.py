@@ -8,6 +8,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from rag.present import (
+    answer_markdown,
     citation_label,
     code_text,
     escape_markdown,
@@ -139,3 +140,17 @@ def test_max_age_from_environment(monkeypatch, env, expected):
 
 def test_code_text_cannot_close_its_span():
     assert code_text("a`b\nc") == "a'b c"
+
+
+def test_dates_can_be_kept_on_one_line():
+    c = _citation(title="T", publisher="SKR", date="2016-01-12")
+    assert citation_label(c, nobreak=True) == "[1] T – SKR, 2016\u201101\u201112"
+    assert "-" not in citation_label(c, nobreak=True).split(", ")[-1]
+
+
+def test_answer_markdown_keeps_the_words_and_puts_each_cited_sentence_on_its_own():
+    text = "Första. [1] Kriterier: • De ska A • De ska B [2] Sista <b>x</b>. [10]"
+    md = answer_markdown(text)
+    assert md.split("\n\n") == ["Första\\. \\[1\\]", "Kriterier\\:  \n• De ska A  \n• De ska B \\[2\\]",
+                                "Sista \\<b\\>x\\</b\\>\\. \\[10\\]"]
+    assert " ".join(re.sub(r"\\(.)", r"\1", md).split()) == text

@@ -9,13 +9,14 @@ PREVIOUS = ["Vilket psykosocialt stöd finns för vuxna med cancer?"]
 
 
 @pytest.mark.parametrize("question", ["och för barn då?", "men vem betalar det?", "gäller det även närstående",
-                                      "och 2023?", "hur är det med barn"])
+                                      "och 2023?", "hur är det med barn", "varför det?", "nåt om barncancer?"])
 def test_elliptic_follow_ups_are_detected(question):
     assert is_followup(question, PREVIOUS)
 
 
 @pytest.mark.parametrize("question", ["Vad är ett standardiserat vårdförlopp inom cancervården?",
-                                      "Hur mycket pengar får regionerna för cancervården 2024?"])
+                                      "Hur mycket pengar får regionerna för cancervården 2024?",
+                                      "Vad är en kontaktsjuksköterska?", "cellprov?"])
 def test_full_questions_stand_alone(question):
     assert not is_followup(question, PREVIOUS)
     assert not is_followup("och för barn då?", [])
