@@ -11,10 +11,43 @@ from rag.text import fold_accents
 
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 # Bump when tokens change (stop words, stemming, compounds): stored lexical indexes become stale and are rebuilt.
-ANALYZER_VERSION = "2"
+ANALYZER_VERSION = "3"
 FOLDED_PREFIX = "~"
 """Accent-folded forms are indexed as extra tokens with this prefix, so "stod" finds "stöd" without "år" == "ar"."""
 PART_PREFIX = "+"
+DEFINITION_PREFIX = "="
+"""Words a sentence defines ("Standardiserade vårdförlopp (SVF) är en metod ...") are extra tokens with this
+prefix, so "Vad är ett standardiserat vårdförlopp?" prefers the sentence that says what it is."""
+
+_DEFINITION = re.compile(
+    r"(?:^|(?<=[.!?]\s))(?P<head>[A-ZÅÄÖ0-9][^.!?:;\n]{1,80}?)\s+(?:är|innebär|betyder|avser|kallas)\s+"
+    r"(?:en|ett|att|när|den|det|de|ungefär|ett samlingsnamn)\b"
+)
+_DEFINITION_QUESTION = re.compile(
+    r"^\s*vad\s+(?:är|var|innebär|betyder|menas med|kallas)\s+(?:en\s+|ett\s+|de\s+|det\s+)?"
+    r"(?P<x>.+?)\s*(?:för något|för nåt|egentligen|för någonting)?\s*[?!.]*$|"
+    r"^\s*vad\s+står\s+(?P<y>.+?)\s+för\s*[?!.]*$",
+    re.IGNORECASE,
+)
+
+
+def definition_heads(text: str) -> list[str]:
+    """Content words of what the sentences of `text` define (the words before "är en", "innebär", ...)."""
+    return [w for m in _DEFINITION.finditer(text) for w in content_words(m.group("head"))]
+
+
+def definition_target(question: str) -> list[str]:
+    """Content words of what a "Vad är X?" / "Vad innebär X?" / "Vad står X för?" question asks to define."""
+    m = _DEFINITION_QUESTION.match(question)
+    if not m or "," in question:
+        return []
+    target = content_words(m.group("x") or m.group("y") or "")
+    # "Vad är X?" names a thing in a word or three; longer is a question about something else.
+    return target if len(target) <= 3 and target[0] not in ("skillnaden", "skillnad", "målet", "syftet") else []
+
+
+def definition_token(word: str) -> str:
+    return DEFINITION_PREFIX + fold_accents(stem(word))
 """Compound parts are extra tokens with this prefix, weighted like any other token."""
 
 # Question and chat words that carry no topic (on top of the Snowball/bm25s Swedish list).
@@ -169,6 +202,7 @@ class SwedishAnalyzer:
         out: list[str] = []
         for w in content_words(text):
             out.extend(self.word_tokens(w))
+        out.extend(definition_token(w) for w in definition_heads(text))
         return out
 
     def word_tokens(self, w: str, query: bool = False) -> list[str]:

@@ -90,8 +90,9 @@ class AnswerBuilder:
         At most this many quoted sentences in one answer.
     max_chars : int
         Soft length budget of the quoted text.
-    coverage_weight, rank_weight : float
-        Sentence score = cosine + coverage_weight * term coverage + rank_weight / passage rank.
+    coverage_weight, local_weight, rank_weight, relative_margin : float
+        See `candidates` and `select`; defaults from `python -m eval.tune --stage answer` on the tuning split
+        (quote on the evidence sentence 0.80 with 0.6 extra sentences per answer).
     min_words : int
         Shorter sentences (fragments, headings) are never quoted.
     """
@@ -103,11 +104,11 @@ class AnswerBuilder:
         max_sentences: int = 3,
         max_chars: int = 700,
         coverage_weight: float = 0.2,
-        rank_weight: float = 0.02,
-        relative_margin: float = 0.03,
+        rank_weight: float = 0.05,
+        relative_margin: float = 0.06,
         min_words: int = 4,
         parts_credit: float = 0.8,
-        local_weight: float = 0.1,
+        local_weight: float = 0.3,
         fragment_penalty: float = 0.03,
         alternative_credit: float = 0.9,
     ) -> None:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from rag.analysis import SwedishAnalyzer, content_words, words
+from rag.analysis import SwedishAnalyzer, content_words, definition_target, definition_token, words
 from rag.text import fold_accents, normalize_query
 
 # Openers of an elliptic follow-up ("och för barn då?", "men vem betalar?", "gäller det även ...").
@@ -70,6 +70,13 @@ class Query:
         return [t for term in self.terms for t in term.all_tokens()]
 
 
+def _common_word(word: str) -> bool:
+    """An everyday word ("få", "mer", "barn") rather than a topic ("kontaktsjuksköterska", "cellprov")."""
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(word, "sv") >= 4.5
+
+
 def is_followup(question: str, history: Sequence[str]) -> bool:
     """Heuristic: does the question lean on the previous one ("och för barn då?", "vem betalar det?")?"""
     if not history:
@@ -78,11 +85,11 @@ def is_followup(question: str, history: Sequence[str]) -> bool:
     content = content_words(q)
     if _FOLLOWUP_START.match(q) or _FOLLOWUP_END.search(q):
         return True
-    if not content:
-        return True  # "varför det?", "hur då?"
+    if not content or (len(content) == 1 and _common_word(content[0])):
+        return True  # "varför det?", "varför så få?": no topic of its own
     # A short question that points back ("vem betalar det?", "finns det för dem?"); a short question with its own
     # topic ("Vad är en kontaktsjuksköterska?") stands alone.
-    return len(content) <= 2 and any(w in _PRONOUNS for w in words(q))
+    return len(content) <= 3 and any(w in _PRONOUNS for w in words(q))
 
 
 _YEAR = re.compile(r"\b(19|20)\d\d\b")
@@ -130,9 +137,11 @@ class QueryProcessor:
             terms.setdefault(w, QueryTerm.of(w, self.analyzer))
         for w in content_words(context):
             terms.setdefault(w, QueryTerm.of(w, self.analyzer, weight=self.context_weight))
+        for w in definition_target(question):  # "Vad är X?": prefer sentences that say what X is
+            terms.setdefault(f"={w}", QueryTerm(f"={w}", (definition_token(w),)))
         corrections: list[tuple[str, str]] = []
         if self.speller is not None:
-            for w in list(terms):
+            for w in [w for w in terms if not w.startswith("=")]:
                 fixed = self.speller.correct(w)
                 if fixed and fixed != w:
                     corrections.append((w, fixed))

@@ -11,9 +11,11 @@ def test_definite_forms_share_a_stem():
 
 
 def test_folded_form_is_extra_not_a_replacement():
-    tokens = SwedishAnalyzer().analyze("psykosocialt stöd")
-    assert "stöd" in tokens and FOLDED_PREFIX + "stod" in tokens
-    assert SwedishAnalyzer().analyze("stod")[1] == FOLDED_PREFIX + "stod"
+    analyzer = SwedishAnalyzer()
+    tokens = analyzer.analyze("psykosocialt stöd")
+    assert "stöd" in tokens  # the accented form stays
+    folded = [t for t in tokens if t.startswith(FOLDED_PREFIX)]
+    assert folded and set(folded) <= set(analyzer.analyze("psykosocialt stod"))  # and is also reachable without å/ä/ö
 
 
 def test_compounds_split_into_known_parts():

@@ -9,7 +9,8 @@ PREVIOUS = ["Vilket psykosocialt stöd finns för vuxna med cancer?"]
 
 
 @pytest.mark.parametrize("question", ["och för barn då?", "men vem betalar det?", "gäller det även närstående",
-                                      "och 2023?", "hur är det med barn", "varför det?", "nåt om barncancer?"])
+                                      "och 2023?", "hur är det med barn", "varför det?", "nåt om barncancer?",
+                                      "varför så få?"])
 def test_elliptic_follow_ups_are_detected(question):
     assert is_followup(question, PREVIOUS)
 
