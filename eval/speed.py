@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     times = {}
     for mode in ("dense", "lexical", "hybrid"):
         r = Retriever(pipeline.index, pipeline.encoder, mode=mode, fusion=pipeline.config.fusion,
-                      weights=pipeline.config.weights, candidates=pipeline.config.candidates)
+                      weights=pipeline.config.weights, candidates=pipeline.config.candidates,
+                      sentence_weight=pipeline.config.sentence_weight)
         ts = []
         for _ in range(args.repeat):
             for qq, v in zip(queries, vectors):

@@ -42,14 +42,16 @@ def tune_retrieval(pipeline: Pipeline, rows) -> list[tuple]:
     grid += [("convex", {"weights": {"dense": 1 - a, "lexical": a}}) for a in (0.2, 0.3, 0.4, 0.5, 0.6)]
     for fusion, params in grid:
         retriever = Retriever(pipeline.index, pipeline.encoder, mode="hybrid", fusion=fusion,
-                              candidates=pipeline.config.candidates, **params)
+                              candidates=pipeline.config.candidates, sentence_weight=pipeline.config.sentence_weight,
+                              **params)
         ranks = [_rank_of_evidence(retriever.run(q, k=10, query_vector=v).hits, it, sp) for it, q, v, sp in rows]
         r1 = sum(1 for r in ranks if r == 1) / len(ranks)
         r5 = sum(1 for r in ranks if r and r <= 5) / len(ranks)
         mrr = sum(1 / r for r in ranks if r) / len(ranks)
         results.append((mrr, r5, r1, fusion, params))
     for mode in ("dense", "lexical"):
-        retriever = Retriever(pipeline.index, pipeline.encoder, mode=mode, candidates=pipeline.config.candidates)
+        retriever = Retriever(pipeline.index, pipeline.encoder, mode=mode, candidates=pipeline.config.candidates,
+                              sentence_weight=pipeline.config.sentence_weight)
         ranks = [_rank_of_evidence(retriever.run(q, k=10, query_vector=v).hits, it, sp) for it, q, v, sp in rows]
         results.append((sum(1 / r for r in ranks if r) / len(ranks),
                         sum(1 for r in ranks if r and r <= 5) / len(ranks),

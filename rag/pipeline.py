@@ -51,6 +51,9 @@ class PipelineConfig:
     fusion: str = "convex"
     rrf_k: float = 60.0
     weights: dict[str, float] = field(default_factory=lambda: {"dense": 0.5, "lexical": 0.5})
+    # Dense passage score = (1 - w) * passage cosine + w * best sentence cosine; w = 0.25 was best for hybrid
+    # retrieval on the tuning split (MRR@10 0.862 vs 0.836 at 0.5 and 0.825 at 0).
+    sentence_weight: float = 0.25
     spelling: bool = True
     expansion: bool = True
 
@@ -105,7 +108,7 @@ class Pipeline:
         )
         self.retriever = Retriever(
             self.index, self.encoder, mode=cfg.mode, candidates=cfg.candidates, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
-            weights=cfg.weights,
+            weights=cfg.weights, sentence_weight=cfg.sentence_weight,
         )
         speller = vocabulary = None
         if cfg.spelling:

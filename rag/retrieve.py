@@ -97,7 +97,7 @@ class Retriever:
         weights: dict[str, float] | None = None,
         parts_credit: float = 0.8,
         alternative_credit: float = 0.7,
-        sentence_weight: float = 0.5,
+        sentence_weight: float = 0.25,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
