@@ -306,7 +306,9 @@ def ask(pipeline: Pipeline, question: str, audit: bool, max_age: int) -> None:
     with st.chat_message("assistant"):
         try:
             with st.spinner("Söker i källorna …"):
-                answer = pipeline.ask(question, history=[t["question"] for t in turns])
+                # A chain of follow-ups keeps its topic: each earlier turn counts as the question it was read as.
+                history = [t["answer"].details.get("resolved_question") or t["question"] for t in turns]
+                answer = pipeline.ask(question, history=history)
         except Exception:  # the user gets a plain message; staff find the trace in the server log
             log.exception("answering failed")
             st.error("Något gick fel när frågan skulle besvaras. Försök igen om en stund.")

@@ -15,7 +15,7 @@ from rag.answer import AbstentionModel, AnswerBuilder, Evidence, compose_text
 from rag.index import BuildProgress, CorpusIndex, open_index
 from rag.query import Query, QueryProcessor
 from rag.retrieve import MODES, Retriever
-from rag.safety import ABSTAIN_MESSAGE, ADVICE_NOTICE, Triage, triage
+from rag.safety import ABSTAIN_MESSAGE, ADVICE_MESSAGE, Triage, triage
 from rag.text import has_letters, normalize_query
 from rag.types import Answer
 
@@ -151,7 +151,7 @@ class Pipeline:
         reason = ""
         citations = []
         if safety.advice:
-            text, reason = ADVICE_NOTICE + " " + ABSTAIN_MESSAGE.split(". ", 1)[1], "advice"
+            text, reason = ADVICE_MESSAGE, "advice"
         elif not answerable:
             text, reason = ABSTAIN_MESSAGE, "not_covered"
         else:
@@ -170,7 +170,8 @@ class Pipeline:
             timings_ms={"query": (t1 - t0) * 1e3, "retrieve": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3,
                         "total": (t3 - t0) * 1e3},
             details={"evidence": asdict(evidence), "p_answerable": self.builder.abstention.probability(evidence),
-                     "followup_of": query.followup_of, "corrections": query.corrections,
+                     "followup_of": query.followup_of, "resolved_question": query.resolved,
+                     "corrections": query.corrections,
                      "expansions": query.expansions, "safety": asdict(safety)},
         )
 

@@ -61,6 +61,7 @@ class Query:
     question: str
     search_text: str
     terms: tuple[QueryTerm, ...] = ()
+    resolved: str = ""  # the question with a follow-up's context, as a person would read it
     followup_of: str = ""
     corrections: tuple[tuple[str, str], ...] = ()
     expansions: tuple[tuple[str, str], ...] = ()
@@ -156,11 +157,13 @@ class QueryProcessor:
                     fixed = dict(corrections).get(w, w)
                     if fold_accents(w) in lay_words or fold_accents(fixed) in lay_words:
                         terms[w] = terms[w].with_alternative(official, self.analyzer)
+        resolved = search_text
         if corrections:  # the dense encoder reads the corrected words too
             search_text = search_text + " (" + " ".join(c for _, c in corrections) + ")"
         return Query(
             question=question,
             search_text=search_text,
+            resolved=resolved,
             terms=tuple(terms.values()),
             followup_of=followup_of,
             corrections=tuple(corrections),

@@ -25,6 +25,10 @@ ADVICE_NOTICE = (
     "Jag kan inte ge personliga medicinska råd. Prata med din kontaktsjuksköterska eller läkare om just din "
     "situation, eller ring 1177 Vårdguiden."
 )
+ADVICE_MESSAGE = (
+    ADVICE_NOTICE + " Allmän information om cancer och cancervård finns på 1177.se, och du kan ringa 1177 Vårdguiden "
+    "dygnet runt."
+)
 ABSTAIN_MESSAGE = (
     "Det kan jag tyvärr inte svara på utifrån de källor jag har. Fråga gärna din kontaktsjuksköterska, "
     "eller ring 1177 Vårdguiden (dygnet runt) eller läs mer på 1177.se."
