@@ -13,7 +13,7 @@ from pathlib import Path
 from embeddings import DEFAULT_MODEL
 from eval.benchmarks import BenchmarkMissing, run_swefaq, run_swequad
 from eval.gold import EVAL_DIR, SPLITS, load_gold
-from eval.report import format_table, plot
+from eval.report import failures_markdown, format_table, plot
 from eval.run_gold import evaluate_gold, failures
 from rag.pipeline import Pipeline, PipelineConfig
 from rag.retrieve import MODES
@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     commit = git_commit()
     name = f"{stamp}-{commit}-{args.model.replace('/', '_')}-{args.mode}{'-' + args.tag if args.tag else ''}"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out: dict = {"commit": commit, "model": args.model, "config": config.to_dict(), "split": args.split,
                  "manifest": {k: v for k, v in pipeline.index.manifest.items() if k != "files"}, "created": stamp}
 
@@ -75,7 +76,10 @@ def main(argv=None) -> int:
         fails = failures(report.results, passages)
         out["gold"] = {"metrics": report.metrics, "by_kind": report.by_kind, "failures": fails}
         png = plot(report.results, RESULTS_DIR / f"{name}.png")
-        print(f"  {len(fails)} failures listed in the results file; plot: {png}")
+        md = RESULTS_DIR / f"{name}-failures.md"
+        md.write_text(failures_markdown(fails, f"Failures: split={args.split}, model={args.model}, mode={args.mode}, "
+                                              f"commit {commit}"), encoding="utf-8")
+        print(f"  {len(fails)} failures: {md}; plot: {png}")
 
     for bench in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
         try:
@@ -95,7 +99,6 @@ def main(argv=None) -> int:
             out[bench] = res
         except BenchmarkMissing as exc:
             print(f"{bench}: {exc}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(_clean(out), ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"results: {path}")

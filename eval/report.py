@@ -52,3 +52,23 @@ def plot(results: list[QuestionResult], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def failures_markdown(fails: list[dict], title: str) -> str:
+    """The failed questions as a Markdown page: question, what was expected, what was answered and retrieved."""
+    lines = [f"# {title}", "", f"{len(fails)} questions went wrong.", ""]
+    for f in fails:
+        lines.append(f"## {f['id']} ({f['kind']}): {f['problem']}")
+        if f.get("history"):
+            lines.append(f"- earlier question: {' / '.join(f['history'])}")
+        lines.append(f"- question: {f['question']}")
+        if f.get("expected_doc"):
+            lines.append(f"- expected: `{f['expected_doc']}` — “{f['expected_evidence']}”")
+        p = f.get("p_answerable")
+        lines.append(f"- answer (P(answerable) = {p:.2f}): {f['answer']}" if isinstance(p, float) else
+                     f"- answer: {f['answer']}")
+        lines.append("- retrieved:")
+        for r in f["retrieved"]:
+            lines.append(f"  {r['rank']}. `{r['doc_id']}` — {' '.join(r['text'].split())[:140]}")
+        lines.append("")
+    return "\n".join(lines)
