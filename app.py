@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore, build_record
+from rag.index import index_status
 from rag.pipeline import MAX_QUESTION_CHARS, Pipeline, PipelineConfig
 from rag.present import (
     answer_markdown,
@@ -50,10 +51,32 @@ THANKS = "Tack! Ditt omdöme är sparat och hjälper oss att förbättra tjänst
 # --------------------------------------------------------------------------------------------------- resources
 
 
-@st.cache_resource(show_spinner="Laddar källorna och språkmodellen – första gången kan det ta en stund …")
+@st.cache_resource(show_spinner="Laddar källorna och språkmodellen …")
 def load_pipeline() -> Pipeline:
     """The same pipeline as the CLI, loaded once per server process."""
     return Pipeline(PipelineConfig()).warm_up()
+
+
+BUILD_STAGES = {"passages": "Beräknar vektorer för textavsnitt", "sentences": "Beräknar vektorer för meningar",
+                "lexical": "Bygger ordindex"}
+
+
+def ensure_index() -> None:
+    """On a new machine (or after the sources changed) build the search index first, with a progress bar."""
+    if st.session_state.get("index_checked"):
+        return
+    config = PipelineConfig()
+    reason = index_status(config.corpus_dir, config.index_dir, config.model)
+    if reason:
+        log.info("building the index: %s", reason)
+        bar = st.progress(0.0, text="Bygger sökindexet första gången – det tar några minuter …")
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.progress(done / max(1, total), text=f"{BUILD_STAGES.get(stage, stage)}: {done} av {total}")
+
+        Pipeline(config).warm_up(progress=progress, log=log.info)
+        bar.empty()
+    st.session_state["index_checked"] = True
 
 
 @st.cache_resource(show_spinner=False)
@@ -321,6 +344,7 @@ def main() -> None:
     st.set_page_config(page_title=TITLE, page_icon=":material/forum:", layout="centered")
     init_state()
     try:
+        ensure_index()
         pipeline = load_pipeline()
     except Exception:  # not cached: the next page load tries again
         log.exception("the pipeline could not be loaded")

@@ -312,6 +312,19 @@ def stale_reason(manifest: dict, corpus_dir: Path, model: str) -> str:
     return ""
 
 
+def _load_checked(corpus_dir: Path, index_dir: Path, model: str) -> tuple[CorpusIndex | None, str]:
+    try:
+        index = CorpusIndex.load(index_dir)
+    except IndexInvalid as exc:
+        return None, str(exc)
+    return index, stale_reason(index.manifest, corpus_dir, model)
+
+
+def index_status(corpus_dir: Path, index_dir: Path, model: str) -> str:
+    """Why the index must be (re)built before it can be served, or "" when the stored one is fresh."""
+    return _load_checked(corpus_dir, index_dir, model)[1]
+
+
 def open_index(
     corpus_dir: Path,
     index_dir: Path,
@@ -332,14 +345,7 @@ def open_index(
     model : str
         The encoder's registry name, compared with the manifest.
     """
-    reason = "a rebuild was asked for" if rebuild else ""
-    index = None
-    if not reason:
-        try:
-            index = CorpusIndex.load(index_dir)
-            reason = stale_reason(index.manifest, corpus_dir, model)
-        except IndexInvalid as exc:
-            reason = str(exc)
+    index, reason = (None, "a rebuild was asked for") if rebuild else _load_checked(corpus_dir, index_dir, model)
     if index is not None and not reason:
         return index
     log(f"Building the index in {index_dir}: {reason}.")

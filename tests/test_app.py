@@ -195,3 +195,24 @@ def test_starting_over_clears_the_conversation(app):
     app.button(key="clear_conversation").click().run()
     assert not app.exception and not app.session_state["turns"]
     assert any("Hej!" in m.value for m in app.main.markdown)
+
+
+def test_missing_index_is_built_with_a_progress_bar_before_the_first_answer(feedback_dir, tmp_path, monkeypatch,
+                                                                            pipeline):
+    """A new machine: no index in RAG_INDEX_DIR. The app builds it (embeddings reused from the cache, so this is
+    seconds) and then serves the chat."""
+    import shutil
+
+    from rag.index import CorpusIndex
+
+    cache = pipeline.config.index_dir.parent / "embedding-cache" / pipeline.config.index_dir.name
+    if not cache.exists():
+        pytest.skip("no embedding cache next to the session index to reuse")
+    shutil.copytree(cache, tmp_path / "idx" / "embedding-cache" / pipeline.config.index_dir.name)
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "idx"))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception
+    built = CorpusIndex.load(tmp_path / "idx" / pipeline.config.index_dir.name)
+    assert built.manifest["passage_count"] == len(pipeline.index.passages)
+    assert at.chat_input  # the chat is there once the index is ready
