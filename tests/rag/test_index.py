@@ -104,3 +104,19 @@ def test_save_replaces_atomically_and_leaves_no_temp_dirs(seed_index_dir, tmp_pa
 def test_dense_index_rejects_wrong_shapes():
     with pytest.raises(ValueError):
         DenseIndex(4).index(np.zeros((2, 3), dtype=np.float32))
+
+
+def test_new_weights_in_the_same_model_folder_make_the_index_stale(tmp_path, seed_corpus):
+    from embeddings import model_fingerprint
+    from rag.analysis import ANALYZER_VERSION
+    from rag.index import stale_reason
+    from rag.ingest import corpus_fingerprint
+
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights v1")
+    manifest = {"model": str(folder), "model_fingerprint": model_fingerprint(str(folder)),
+                "corpus_hash": corpus_fingerprint(seed_corpus), "analyzer": {"version": ANALYZER_VERSION}}
+    assert stale_reason(manifest, seed_corpus, str(folder)) == ""
+    (folder / "model.safetensors").write_bytes(b"weights v2, fine-tuned")
+    assert "weights" in stale_reason(manifest, seed_corpus, str(folder))
