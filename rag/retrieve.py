@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,6 +117,23 @@ class Retriever:
         self.parts_credit = parts_credit
         self.alternative_credit = alternative_credit
         self.sentence_weight = sentence_weight
+        self.query_cache_size = 512
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_lock = threading.Lock()
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The query vector, from a small LRU cache: example questions and repeats skip the encoder (~25 ms)."""
+        with self._query_lock:
+            vector = self._query_cache.get(text)
+            if vector is not None:
+                self._query_cache.move_to_end(text)
+                return vector
+        vector = self.encoder.encode_queries([text])[0]
+        with self._query_lock:
+            self._query_cache[text] = vector
+            while len(self._query_cache) > self.query_cache_size:
+                self._query_cache.popitem(last=False)
+        return vector
 
     def dense_scores(self, query_vector: np.ndarray) -> dict[int, float]:
         """Dense score of the candidate passages: a mix of the passage's cosine and its best sentence's cosine.
@@ -139,7 +158,7 @@ class Retriever:
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
         if query_vector is None:
-            query_vector = self.encoder.encode_queries([query.search_text])[0]
+            query_vector = self.encode_query(query.search_text)
         dense: dict[int, float] = {}
         lexical: dict[int, float] = {}
         if self.mode in ("dense", "hybrid"):
