@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", choices=MODES, default="hybrid")
     parser.add_argument("--fusion", choices=("rrf", "convex"), default="convex")
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--sentence-weight", type=float, default=None,
+                        help="weight of the best sentence in the dense passage score (default: the pipeline's)")
     parser.add_argument("--no-spelling", action="store_true", help="turn query spelling correction off")
     parser.add_argument("--no-expansion", action="store_true", help="turn lay-vocabulary expansion off")
     parser.add_argument("--benchmarks", default="", help="comma list: swefaq,swequad (default: none)")
@@ -54,8 +56,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tag", default="", help="label added to the results file name")
     args = parser.parse_args(argv)
 
+    extra = {} if args.sentence_weight is None else {"sentence_weight": args.sentence_weight}
     config = PipelineConfig(model=args.model, mode=args.mode, k=args.k, fusion=args.fusion,
-                            spelling=not args.no_spelling, expansion=not args.no_expansion)
+                            spelling=not args.no_spelling, expansion=not args.no_expansion, **extra)
     pipeline = Pipeline(config).warm_up(log=lambda m: print(m, file=sys.stderr))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     commit = git_commit()
