@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,21 +12,13 @@ from pathlib import Path
 from embeddings import DEFAULT_MODEL
 from eval.benchmarks import BenchmarkMissing, run_swefaq, run_swequad
 from eval.gold import EVAL_DIR, SPLITS, load_gold
+from eval.provenance import git_commit
 from eval.report import failures_markdown, format_table, plot
 from eval.run_gold import evaluate_gold, failures
 from rag.pipeline import Pipeline, PipelineConfig
 from rag.retrieve import MODES
 
 RESULTS_DIR = EVAL_DIR / "results"
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=EVAL_DIR)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=EVAL_DIR).stdout
-        return out.stdout.strip() + ("-dirty" if dirty.strip() else "") if out.returncode == 0 else "unknown"
-    except OSError:
-        return "unknown"
 
 
 def _clean(obj):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings import DEFAULT_MODEL
-from eval.__main__ import git_commit
+from eval.provenance import git_commit
 from eval.gold import evidence_span, is_relevant, load_gold
 from rag.answer import FEATURES
 from rag.pipeline import Pipeline, PipelineConfig

@@ -8,7 +8,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ if str(PROJECT) not in sys.path:
 
 from eval.benchmarks import BENCHMARKS, read_qrels  # noqa: E402
 from eval.gold import evidence_span, is_relevant, load_gold  # noqa: E402
+from eval.provenance import git_commit  # noqa: E402
 from rag.text import normalize_text  # noqa: E402
 
 SWEQUAD = BENCHMARKS / "swequad-mc" / "derived_beir"
@@ -305,15 +305,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=PROJECT)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=PROJECT).stdout
-        return out.stdout.strip() + ("-dirty" if dirty.strip() else "") if out.returncode == 0 else "unknown"
-    except OSError:
-        return "unknown"
 
 
 def set_dropout(module, p: float) -> None:
