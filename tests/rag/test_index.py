@@ -120,3 +120,18 @@ def test_new_weights_in_the_same_model_folder_make_the_index_stale(tmp_path, see
     assert stale_reason(manifest, seed_corpus, str(folder)) == ""
     (folder / "model.safetensors").write_bytes(b"weights v2, fine-tuned")
     assert "weights" in stale_reason(manifest, seed_corpus, str(folder))
+
+
+def test_emptied_corpus_fails_clearly_and_keeps_the_last_good_index(tiny_index_dir, encoder, tmp_path):
+    from rag.ingest import CorpusError
+
+    corpus, index_dir = _copy(tiny_index_dir, tmp_path)
+    def snapshot():
+        return {str(p.relative_to(index_dir)): p.read_bytes() for p in sorted(index_dir.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    (corpus / "rutin.txt").write_text("", "utf-8")  # e.g. a sync that truncated the file
+    with pytest.raises(CorpusError, match="no readable document"):
+        _open(corpus, index_dir, encoder)
+    assert snapshot() == before
+    assert CorpusIndex.load(index_dir).manifest["passage_count"] >= 1
