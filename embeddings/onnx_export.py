@@ -134,6 +134,9 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
         (work / "export.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         for path in [work, *work.iterdir()]:  # mkdtemp makes owner-only folders
             path.chmod(0o755 if path.is_dir() else 0o644)
+        if is_valid_export(dest, record["source_sha256"]):
+            say(f"  {dest} was made meanwhile by another process; keeping it")
+            return dest
         if dest.exists():
             aside = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.time_ns()}")
             os.rename(dest, aside)
