@@ -1,5 +1,6 @@
 """The real server in headless Chromium at phone size: ask, see a cited answer and a source card, no script runs."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -42,11 +43,12 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log_path, timeout: fl
     pytest.fail(f"streamlit did not answer on {url} within {timeout} s")
 
 
-@pytest.fixture()
-def server(tmp_path):
-    """`streamlit run app.py` on a free port; always terminated afterwards."""
+@contextlib.contextmanager
+def streamlit_server(tmp_path, **env_overrides):
+    """`streamlit run app.py` on a free port with `env_overrides`; always terminated afterwards."""
     port = free_port()
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "RAG_FEEDBACK_DIR": str(tmp_path / "fb")}
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "RAG_FEEDBACK_DIR": str(tmp_path / "fb"),
+           **env_overrides}
     log_path = tmp_path / "streamlit.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -65,6 +67,20 @@ def server(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    with streamlit_server(tmp_path) as url:
+        yield url
+
+
+def browser_or_skip():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed")
+    return sync_api, chromium
 
 
 def ask(page, question: str, n_answers: int):
@@ -89,10 +105,7 @@ def screenshot_whole_conversation(page, path) -> None:
 
 
 def test_a_phone_user_gets_a_cited_answer_with_source_cards(server):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.skip("chromium is not installed")
+    sync_api, chromium = browser_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
     dialogs = []
     with sync_api.sync_playwright() as p:
@@ -131,3 +144,35 @@ def test_a_phone_user_gets_a_cited_answer_with_source_cards(server):
     assert (ARTIFACTS / "browser-answer.png").stat().st_size > 10_000
     assert any(question in t for t in user_texts)  # shown as text
     assert injected == 0 and dialogs == []
+
+
+def test_on_a_new_machine_the_page_says_it_prepares_the_model_then_serves(tmp_path, pipeline, monkeypatch):
+    """Empty model cache (the ONNX export happens now, ~1 min) and no index (built from the copied embedding cache):
+    the first visitor is told what is happening, then gets the chat."""
+    from embeddings import DEFAULT_MODEL, preparation_needed
+    from embeddings.e5_convert import e5_st_model_dir
+    from rag.index import embedding_cache_dir
+
+    sync_api, chromium = browser_or_skip()
+    cache, index_dir = tmp_path / "model-cache", tmp_path / "idx"
+    st_folder = e5_st_model_dir()
+    if st_folder.is_dir():  # the conversion step is tested elsewhere; the export is what a new machine waits for
+        shutil.copytree(st_folder, cache / "models" / st_folder.name)
+    embeddings = embedding_cache_dir(pipeline.config.index_dir, pipeline.config.model)
+    if embeddings.exists():
+        shutil.copytree(embeddings, index_dir / "embedding-cache" / embeddings.name)
+    monkeypatch.setenv("RAG_CACHE_DIR", str(cache))  # for preparation_needed() here; the server gets it below
+    assert preparation_needed(DEFAULT_MODEL), "the test needs a model cache without the export"
+    with streamlit_server(tmp_path, RAG_CACHE_DIR=str(cache), RAG_INDEX_DIR=str(index_dir)) as url:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True, locale="sv-SE")
+                page.goto(url, wait_until="domcontentloaded")
+                page.get_by_text("Förbereder språkmodellen första gången").wait_for(timeout=120_000)
+                page.locator('[data-testid="stChatInputTextArea"]').wait_for(timeout=600_000)
+                page.get_by_text("Prova en fråga").wait_for(timeout=60_000)
+            finally:
+                browser.close()
+    assert preparation_needed(DEFAULT_MODEL) == ""  # the export is now in the new machine's cache
+    assert (index_dir / pipeline.config.index_dir.name / "manifest.json").is_file()
