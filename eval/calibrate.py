@@ -58,13 +58,14 @@ def fit(X: np.ndarray, y: np.ndarray) -> tuple[list[float], float, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.calibrate", description=__doc__)
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--key", help="key in abstention.json (default: the model name)")
+    parser.add_argument("--key", help="key in abstention.json (default: the model name, or a local folder's name)")
     args = parser.parse_args(argv)
     pipeline = Pipeline(PipelineConfig(model=args.model)).warm_up(log=lambda m: print(m, file=sys.stderr))
     X, y, _ = collect(pipeline, "tune")
     weights, bias, threshold = fit(X, y)
     table = json.loads(ABSTENTION_PATH.read_text(encoding="utf-8")) if ABSTENTION_PATH.exists() else {}
-    key = args.key or args.model
+    # a local model folder is keyed by its name, so the calibration travels with the repo, not with one machine's path
+    key = args.key or (Path(args.model).expanduser().name if Path(args.model).expanduser().is_dir() else args.model)
     table[key] = {
         "features": list(FEATURES),
         "weights": [round(w, 5) for w in weights],

@@ -69,9 +69,10 @@ class AbstentionModel:
 
     @classmethod
     def load(cls, model: str, path: Path = _DATA / "abstention.json") -> "AbstentionModel":
-        """The calibration for `model` if one was fitted, else the one fitted for the default model."""
+        """The calibration for `model` (by name, or by folder name for a local path such as
+        `~/models/embeddinggemma-300m`) if one was fitted, else the one fitted for the default model."""
         table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        row = table.get(model) or table.get("default")
+        row = table.get(model) or table.get(Path(model).name) or table.get("default")
         if row is None:
             # Uncalibrated fallback: answer only when the best sentence holds most of the question's terms.
             return cls(weights=[0.0, 8.0, 2.0, 0.0, 2.0], bias=-5.0, source="uncalibrated")
