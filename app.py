@@ -10,7 +10,7 @@ import streamlit as st
 
 from embeddings import preparation_needed
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore, build_record
-from rag.index import index_status
+from rag.search.index import index_status
 from rag.pipeline import MAX_QUESTION_CHARS, Pipeline, PipelineConfig
 from rag.present import (
     answer_markdown,

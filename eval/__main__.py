@@ -16,7 +16,7 @@ from eval.provenance import git_commit
 from eval.report import failures_markdown, format_table, plot
 from eval.run_gold import evaluate_gold, failures
 from rag.pipeline import Pipeline, PipelineConfig
-from rag.retrieve import MODES
+from rag.search.retrieve import MODES
 
 RESULTS_DIR = EVAL_DIR / "results"
 

@@ -13,7 +13,7 @@ import numpy as np
 from embeddings import DEFAULT_MODEL
 from eval.provenance import git_commit
 from eval.gold import evidence_span, is_relevant, load_gold
-from rag.answer import FEATURES
+from rag.answer.builder import FEATURES
 from rag.pipeline import Pipeline, PipelineConfig
 
 ABSTENTION_PATH = Path(__file__).resolve().parents[1] / "rag" / "data" / "abstention.json"

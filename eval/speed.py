@@ -18,9 +18,9 @@ import numpy as np
 
 from embeddings import DEFAULT_MODEL, load_encoder
 from eval.gold import load_gold
-from rag.index import CorpusIndex
+from rag.search.index import CorpusIndex
 from rag.pipeline import PROJECT_ROOT, Pipeline, PipelineConfig
-from rag.retrieve import Retriever
+from rag.search.retrieve import Retriever
 
 
 def peak_rss_mb() -> float:

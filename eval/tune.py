@@ -12,9 +12,9 @@ import sys
 
 from embeddings import DEFAULT_MODEL
 from eval.gold import evidence_span, is_relevant, load_gold
-from rag.answer import AnswerBuilder
+from rag.answer.builder import AnswerBuilder
 from rag.pipeline import Pipeline, PipelineConfig
-from rag.retrieve import Retriever
+from rag.search.retrieve import Retriever
 
 
 def _prepare(pipeline: Pipeline, split: str):

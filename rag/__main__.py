@@ -8,10 +8,10 @@ import sys
 from typing import Sequence
 
 from embeddings import DEFAULT_MODEL, ModelLoadError
-from rag.index import IndexInvalid
-from rag.ingest import CorpusError
+from rag.search.index import IndexInvalid
+from rag.ingest.loader import CorpusError
 from rag.pipeline import Pipeline, PipelineConfig
-from rag.retrieve import MODES
+from rag.search.retrieve import MODES
 from rag.types import Answer
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from embeddings import DEFAULT_MODEL, Encoder, load_encoder
-from rag.answer import AbstentionModel, AnswerBuilder, Evidence, compose_text
-from rag.index import BuildProgress, CorpusIndex, open_index
-from rag.query import Query, QueryProcessor
-from rag.retrieve import MODES, Retriever
-from rag.safety import ABSTAIN_MESSAGE, ADVICE_MESSAGE, Triage, triage
+from rag.answer.builder import AbstentionModel, AnswerBuilder, Evidence, compose_text
+from rag.search.index import BuildProgress, CorpusIndex, open_index
+from rag.search.query import Query, QueryProcessor
+from rag.search.retrieve import MODES, Retriever
+from rag.safety.triage import ABSTAIN_MESSAGE, ADVICE_MESSAGE, Triage, triage
 from rag.text import has_letters, normalize_query
 from rag.types import Answer
 
@@ -112,11 +112,11 @@ class Pipeline:
         )
         speller = vocabulary = None
         if cfg.spelling:
-            from rag.spelling import Speller
+            from rag.search.spelling import Speller
 
             speller = Speller.from_index(self.index)
         if cfg.expansion:
-            from rag.vocabulary import LayVocabulary
+            from rag.search.vocabulary import LayVocabulary
 
             vocabulary = LayVocabulary.load()
         self.processor = QueryProcessor(self.index.lexical.analyzer, speller=speller, vocabulary=vocabulary)

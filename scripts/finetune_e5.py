@@ -34,7 +34,7 @@ QUERY_PROMPT, PASSAGE_PROMPT = "query: ", "passage: "
 MAX_SEQ_LENGTH = 256
 WINDOW_TOKENS = 180
 """SweQUAD-MC window size: ~800 characters of Swedish (4.4 characters per token), the size of the pipeline's own
-passages (`rag.split.PassageSplitter(max_chars=800)`), so the model learns on what it will embed; a title line and
+passages (`rag.ingest.split.PassageSplitter(max_chars=800)`), so the model learns on what it will embed; a title line and
 the "passage: " prompt still fit in MAX_SEQ_LENGTH."""
 
 
@@ -114,7 +114,7 @@ def swequad_pairs(tokenizer, budget: int, bdir: Path = SWEQUAD, split: str = "tr
     """SweQUAD-MC question -> a ~`budget`-token window of its gold passage around the gold answer, with the title.
 
     Passage and answer are normalized like the pipeline's ingest (NFC, \\r\\n -> \\n, tidy spaces), and the
-    window is prefixed with the title (unless it starts with it) as `rag.index.passage_embedding_text` does.
+    window is prefixed with the title (unless it starts with it) as `rag.search.index.passage_embedding_text` does.
     """
     corpus, queries, qrels = load_swequad(bdir)
     pairs = []
@@ -137,7 +137,7 @@ def gold_pairs(index=DEFAULT_INDEX) -> list[Pair]:
     `index` is a loaded `CorpusIndex` or its folder (default: the default model's, `.rag_index/e5-small-onnx`). A
     follow-up is written as the pipeline's dense query writes it: the previous question, then the follow-up.
     """
-    from rag.index import CorpusIndex, passage_embedding_text
+    from rag.search.index import CorpusIndex, passage_embedding_text
 
     if not isinstance(index, CorpusIndex):
         index = CorpusIndex.load(Path(index))
@@ -255,8 +255,8 @@ class DevSet:
     (`split="test"` only for a diagnosis after the model is fixed: never to choose anything.)"""
 
     def __init__(self, distractors: int, seed: int, bdir: Path = SWEQUAD, split: str = "dev") -> None:
-        from rag.index import passage_embedding_text
-        from rag.split import PassageSplitter
+        from rag.search.index import passage_embedding_text
+        from rag.ingest.split import PassageSplitter
         from rag.types import Document
 
         corpus, queries, qrels = load_swequad(bdir)

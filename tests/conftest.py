@@ -50,7 +50,7 @@ def seed_corpus(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def seed_index_dir(tmp_path_factory, encoder) -> tuple[Path, Path]:
     """A real index of the three founding documents (fast to build), saved once: (corpus_dir, index_dir)."""
-    from rag.index import CorpusIndex
+    from rag.search.index import CorpusIndex
 
     base = tmp_path_factory.mktemp("seed-index")
     corpus = copy_seed_corpus(base / "corpus")
@@ -62,7 +62,7 @@ def seed_index_dir(tmp_path_factory, encoder) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def tiny_index_dir(tmp_path_factory, encoder) -> tuple[Path, Path]:
     """A real index of one short document: for tests that rebuild indexes many times."""
-    from rag.index import CorpusIndex
+    from rag.search.index import CorpusIndex
 
     base = tmp_path_factory.mktemp("tiny-index")
     corpus = base / "corpus"

@@ -204,7 +204,7 @@ def test_missing_index_is_built_with_a_progress_bar_before_the_first_answer(feed
     seconds) and then serves the chat."""
     import shutil
 
-    from rag.index import CorpusIndex, embedding_cache_dir
+    from rag.search.index import CorpusIndex, embedding_cache_dir
 
     cache = embedding_cache_dir(pipeline.config.index_dir, pipeline.config.model)
     if not cache.exists():

@@ -151,7 +151,7 @@ def test_on_a_new_machine_the_page_says_it_prepares_the_model_then_serves(tmp_pa
     the first visitor is told what is happening, then gets the chat."""
     from embeddings import DEFAULT_MODEL, preparation_needed
     from embeddings.e5_convert import e5_st_model_dir
-    from rag.index import embedding_cache_dir
+    from rag.search.index import embedding_cache_dir
 
     sync_api, chromium = browser_or_skip()
     cache, index_dir = tmp_path / "model-cache", tmp_path / "idx"

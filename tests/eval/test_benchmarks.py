@@ -1,7 +1,7 @@
 import pytest
 
 from eval.benchmarks import BENCHMARKS, BenchmarkMissing, benchmark_dir, materialize_corpus, published_seb, read_qrels
-from rag.ingest import CorpusLoader
+from rag.ingest.loader import CorpusLoader
 
 needs_shared = pytest.mark.skipif(not (BENCHMARKS / "swefaq").exists(), reason="../shared/benchmarks is absent")
 

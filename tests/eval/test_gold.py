@@ -2,7 +2,7 @@ import json
 from collections import Counter
 
 from eval.gold import FROZEN_TUNE_PATH, GOLD_PATH, evidence_span, is_relevant, load_gold
-from rag.ingest import CorpusLoader
+from rag.ingest.loader import CorpusLoader
 from tests.conftest import CORPUS, SEEDS
 
 

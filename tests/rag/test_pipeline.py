@@ -3,7 +3,7 @@
 import pytest
 
 from rag.pipeline import MAX_QUESTION_CHARS
-from rag.safety import ABSTAIN_MESSAGE
+from rag.safety.triage import ABSTAIN_MESSAGE
 
 # (question, document, a phrase of the sentence that answers it) — questions about all three founding documents.
 SEED_QUESTIONS = [

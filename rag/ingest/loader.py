@@ -1,0 +1,442 @@
+"""Read a folder of .txt, .md, .html and .pdf files into clean, normalized Documents with metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+from rag.text import normalize_text
+from rag.types import Document
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+METADATA_FILE = "metadata.jsonl"
+# Bump when ingest or splitting changes what goes into the index: every stored index becomes stale.
+INGEST_VERSION = "3"
+_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@dataclass(frozen=True)
+class IngestProblem:
+    """A file that was skipped or read with a caveat, and why (shown to the maintainer, never silent)."""
+
+    path: str
+    message: str
+    skipped: bool = True
+
+
+@dataclass
+class CorpusLoad:
+    """Result of reading a corpus folder: the documents and every problem met on the way."""
+
+    documents: list[Document] = field(default_factory=list)
+    problems: list[IngestProblem] = field(default_factory=list)
+
+
+class CorpusError(RuntimeError):
+    """The corpus folder cannot give any document (missing, empty, nothing readable)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Boilerplate
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def load_boilerplate_patterns(path: Path = _DATA / "boilerplate.txt") -> tuple[re.Pattern[str], ...]:
+    """Read the reviewed list of boilerplate line patterns (one regex per line, `#` comments)."""
+    patterns = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            patterns.append(re.compile(line, re.IGNORECASE))
+    return tuple(patterns)
+
+
+def is_boilerplate_line(line: str, patterns: Iterable[re.Pattern[str]] | None = None) -> bool:
+    """True when a whole line is page chrome (contact forms, cookie banners, share links, dates of publication)."""
+    line = line.strip().strip("•-*").strip()
+    if not line:
+        return False
+    return any(p.fullmatch(line) for p in (patterns or load_boilerplate_patterns()))
+
+
+_PROSE_END = re.compile(r"[.!?:…]\"?$")
+
+
+def strip_boilerplate(text: str, patterns: Iterable[re.Pattern[str]] | None = None) -> str:
+    """Remove web boilerplate lines from normalized text.
+
+    Besides lines matching the patterns, a short teaser line directly before a dropped "Läs vidare"-type
+    line (a link title) goes too, and a trailing contact block after a dropped "Kontakta oss"/
+    "Informationsansvarig" line is cut when nothing after it reads as prose.
+    """
+    patterns = tuple(patterns or load_boilerplate_patterns())
+    lines = text.split("\n")
+    keep = [True] * len(lines)
+    for i, line in enumerate(lines):
+        if is_boilerplate_line(line, patterns):
+            keep[i] = False
+            # A link teaser ("Regionala cancercentrum, RCC" + "Läs vidare"): the title line goes with it.
+            if re.match(r"(?i)läs (vidare|mer)", line.strip()):
+                j = i - 1
+                while j >= 0 and not lines[j].strip():
+                    j -= 1
+                if j >= 0 and not _PROSE_END.search(lines[j].strip()) and len(lines[j].split()) <= 8:
+                    keep[j] = False
+    # Footer cut: after a dropped contact/author line, the rest is a contact block unless prose follows.
+    for i, line in enumerate(lines):
+        if not keep[i] and re.match(r"(?i)(informationsansvarig|kontakta oss|kontakt\b|kontaktformulär)", line.strip()):
+            rest = [l for l in lines[i + 1 :] if l.strip()]
+            if not any(len(l.split()) >= 8 and _PROSE_END.search(l) for l in rest if not is_boilerplate_line(l, patterns)):
+                for j in range(i, len(lines)):
+                    keep[j] = False
+                break
+    cleaned = "\n".join(l for l, k in zip(lines, keep) if k)
+    return normalize_text(cleaned)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Format readers: each returns (text, headings, metadata found in the file)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def markdown_to_blocks(source: str) -> list[tuple[str, str]]:
+    """Turn Markdown into (kind, text) blocks with markdown-it: kind is heading, paragraph, item or row.
+
+    Inline markup (emphasis, links) keeps only its text; a paragraph that is nothing but a link is
+    navigation and is dropped; table rows become cells joined by " | ".
+    """
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(source)
+    blocks: list[tuple[str, str]] = []
+    list_depth = 0
+    row: list[str] | None = None
+    pending_kind = "paragraph"
+    for tok in tokens:
+        if tok.type in ("bullet_list_open", "ordered_list_open"):
+            list_depth += 1
+        elif tok.type in ("bullet_list_close", "ordered_list_close"):
+            list_depth -= 1
+        elif tok.type == "heading_open":
+            pending_kind = "heading"
+        elif tok.type == "paragraph_open":
+            pending_kind = "item" if list_depth else "paragraph"
+        elif tok.type == "tr_open":
+            row = []
+        elif tok.type == "tr_close" and row is not None:
+            cells = [c for c in row if c]
+            if cells:
+                blocks.append(("row", " | ".join(cells)))
+            row = None
+        elif tok.type in ("fence", "code_block"):
+            blocks.append(("paragraph", tok.content.strip()))
+        elif tok.type == "inline":
+            children = tok.children or []
+            text = _inline_text(children)
+            if row is not None:
+                row.append(text)
+                continue
+            kinds = {c.type for c in children if not (c.type == "text" and not c.content.strip())}
+            if pending_kind != "heading" and kinds and kinds <= {"link_open", "link_close", "text", "softbreak"} and (
+                "link_open" in kinds and _is_link_only(children)
+            ):
+                continue
+            if text:
+                blocks.append((pending_kind, text))
+            pending_kind = "paragraph"
+    return blocks
+
+
+def _inline_text(children) -> str:
+    parts = []
+    for child in children:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type == "softbreak":
+            parts.append(" ")
+        elif child.type == "hardbreak":
+            parts.append("\n")
+        elif child.type == "image":
+            parts.append(child.content or "")
+    return re.sub(r"[ \t]+", " ", "".join(parts)).strip()
+
+
+def _is_link_only(children) -> bool:
+    depth, outside = 0, []
+    for child in children:
+        if child.type == "link_open":
+            depth += 1
+        elif child.type == "link_close":
+            depth -= 1
+        elif depth == 0 and child.type == "text":
+            outside.append(child.content)
+    return not "".join(outside).strip()
+
+
+def blocks_to_text(blocks: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """Join blocks into text (blank line between blocks, list items and table rows one per line)."""
+    out: list[str] = []
+    headings: list[str] = []
+    prev_kind = None
+    for kind, text in blocks:
+        if kind == "item":
+            text = "• " + text
+        if out:
+            out.append("\n" if kind in ("item", "row") and prev_kind == kind else "\n\n")
+        out.append(text)
+        if kind == "heading":
+            headings.append(text)
+        prev_kind = kind
+    return "".join(out), headings
+
+
+def read_markdown(source: str) -> tuple[str, list[str], dict]:
+    text, headings = blocks_to_text(markdown_to_blocks(source))
+    return text, headings, {"title": headings[0] if headings else ""}
+
+
+def read_html(source: str) -> tuple[str, list[str], dict]:
+    """Main text of a web page with trafilatura (drops navigation, cookie banners, footers), as Markdown blocks."""
+    import trafilatura
+
+    markdown = trafilatura.extract(
+        source, output_format="markdown", include_formatting=True, include_tables=True, include_links=False,
+        include_comments=False, favor_recall=True,
+    )
+    if not markdown:  # trafilatura gives up on tiny pages: keep their text rather than lose the file
+        markdown = trafilatura.html2txt(source) or ""
+    meta_obj = trafilatura.extract_metadata(source)
+    meta = {}
+    if meta_obj is not None:
+        m = meta_obj.as_dict()
+        meta = {"title": m.get("title") or "", "date": m.get("date") or "", "publisher": m.get("sitename") or "",
+                "url": m.get("url") or ""}
+    text, headings = blocks_to_text(markdown_to_blocks(markdown))
+    if not meta.get("title") and headings:
+        meta["title"] = headings[0]
+    return text, headings, meta
+
+
+def read_pdf(path: Path) -> tuple[str, list[str], dict]:
+    """Text of every page with pypdf (pages separated by blank lines), title/date from the PDF metadata."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(path))
+    if reader.is_encrypted:
+        try:
+            reader.decrypt("")
+        except Exception as exc:  # pypdf raises several types for bad passwords
+            raise ValueError(f"encrypted PDF ({exc})") from exc
+    pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    # PDF text lines are layout lines, not paragraphs: join wrapped lines, keep blank-line paragraphs.
+    text = "\n\n".join(_unwrap_pdf_lines(p) for p in pages if p)
+    meta = {}
+    info = reader.metadata
+    if info is not None:
+        meta["title"] = (info.title or "").strip()
+        created = info.get("/CreationDate")
+        if isinstance(created, str) and re.match(r"D:\d{8}", created):
+            meta["date"] = f"{created[2:6]}-{created[6:8]}-{created[8:10]}"
+    return text, [], meta
+
+
+def _unwrap_pdf_lines(page: str) -> str:
+    page = re.sub(r"(\w)-\n(\w)", r"\1\2", page)  # hyphenated line breaks
+    page = re.sub(r"(?<![.!?:])\n(?=[a-zåäö0-9(])", " ", page)  # wrapped sentence continues in lower case
+    return page
+
+
+_HEADING_TXT = re.compile(r"^[A-ZÅÄÖ0-9][^\n]{0,100}$")
+
+
+def guess_txt_headings(text: str) -> list[str]:
+    """Headings of plain text: short single lines without sentence punctuation, followed by more text."""
+    lines = text.split("\n")
+    headings = []
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if (
+            s
+            and _HEADING_TXT.match(s)
+            and len(s.split()) <= 12
+            and not re.search(r"[.,;:!]$", s)
+            and not s.startswith("•")
+            and _next_line_is_prose(lines, i)
+        ):
+            headings.append(s)
+    return headings
+
+
+def _next_line_is_prose(lines: list[str], i: int) -> bool:
+    following = next((l.strip() for l in lines[i + 1 :] if l.strip()), "")
+    return len(following.split()) >= 6 or following.startswith("•")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loader
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode file bytes: UTF-8 (with or without BOM), else the best guess of charset-normalizer.
+
+    Returns
+    -------
+    (text, encoding) : tuple[str, str]
+
+    Raises
+    ------
+    ValueError
+        When the bytes are binary (NUL bytes) or no text encoding fits.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16"), "utf-16"
+    if b"\x00" in data[:8192]:
+        raise ValueError("looks like a binary file (NUL bytes), not text")
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # Older Swedish files are nearly always Windows-1252/Latin-1; statistical guessing gets short Swedish texts
+    # wrong (it reads "stöd" as Chinese), so that encoding is tried first.
+    try:
+        text = data.decode("cp1252")
+        if not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", text):
+            return text, "cp1252"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise ValueError("not valid UTF-8 and no text encoding fits")
+    return str(best), best.encoding
+
+
+def load_metadata(root: Path) -> tuple[dict[str, dict], list[IngestProblem]]:
+    """Read `metadata.jsonl` (one object per file: path, title, publisher, date, url) if the folder has one."""
+    path = root / METADATA_FILE
+    if not path.exists():
+        return {}, []
+    rows, problems = {}, []
+    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows[Path(row["path"]).as_posix()] = row
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(IngestProblem(METADATA_FILE, f"line {no} is not a valid metadata row ({exc})", skipped=False))
+    return rows, problems
+
+
+def corpus_files(root: Path) -> list[Path]:
+    """Supported files under `root`, sorted, hidden files and folders excluded."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUPPORTED_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def corpus_fingerprint(root: Path) -> str:
+    """A cheap content hash of the corpus folder (file paths, bytes, metadata, ingest version).
+
+    It changes whenever any file the index is built from changes, without parsing anything.
+    """
+    root = Path(root)
+    h = hashlib.sha256(f"ingest-v{INGEST_VERSION}".encode())
+    files = corpus_files(root) if root.is_dir() else []
+    for p in files + ([root / METADATA_FILE] if (root / METADATA_FILE).exists() else []):
+        h.update(p.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    for name in ("boilerplate.txt",):
+        h.update((_DATA / name).read_bytes())
+    return h.hexdigest()
+
+
+class CorpusLoader:
+    """Read every supported file of a folder into Documents; never drops a file silently.
+
+    Example
+    -------
+    >>> load = CorpusLoader("corpus").run()
+    >>> len(load.documents), [p.message for p in load.problems]
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def run(self) -> CorpusLoad:
+        root = self.root
+        if not root.is_dir():
+            raise CorpusError(f"Corpus folder {root} does not exist. Point --corpus at a folder of .txt/.md/.html/.pdf files.")
+        metadata, problems = load_metadata(root)
+        result = CorpusLoad(problems=problems)
+        seen_ids: set[str] = set()
+        for path in corpus_files(root):
+            rel = path.relative_to(root).as_posix()
+            try:
+                doc, warning = self._read(path, rel, metadata.get(rel, {}))
+            except Exception as exc:  # one unreadable file must not stop the rest
+                result.problems.append(IngestProblem(rel, f"skipped: {exc}"))
+                continue
+            if warning:
+                result.problems.append(IngestProblem(rel, warning, skipped=False))
+            if doc is None:
+                continue
+            if doc.doc_id in seen_ids:  # a.txt and a.md: keep both, the second with its suffix in the id
+                doc = Document(**{**doc.to_dict(), "doc_id": rel})
+            seen_ids.add(doc.doc_id)
+            result.documents.append(doc)
+        if not result.documents:
+            detail = "; ".join(f"{p.path}: {p.message}" for p in result.problems[:5])
+            raise CorpusError(
+                f"Corpus folder {root} holds no readable document "
+                f"(supported: {', '.join(SUPPORTED_SUFFIXES)}){': ' + detail if detail else ''}."
+            )
+        return result
+
+    def _read(self, path: Path, rel: str, meta: dict) -> tuple[Document | None, str]:
+        data = path.read_bytes()
+        if not data.strip():
+            raise ValueError("empty file")
+        warning = ""
+        suffix = path.suffix.lower()
+        if suffix == ".pdf":
+            text, headings, found = read_pdf(path)
+        else:
+            source, encoding = decode_bytes(data)
+            if encoding != "utf-8":
+                warning = f"not UTF-8: decoded as {encoding}; please save it as UTF-8"
+            if suffix in (".md", ".markdown"):
+                text, headings, found = read_markdown(source)
+            elif suffix in (".html", ".htm"):
+                text, headings, found = read_html(source)
+            else:
+                text, headings, found = source, [], {}
+        text = strip_boilerplate(normalize_text(text))
+        if not text:
+            raise ValueError("no text left after extraction and boilerplate removal")
+        if suffix not in (".md", ".markdown", ".html", ".htm"):
+            headings = guess_txt_headings(text)
+        title = meta.get("title") or found.get("title") or (headings[0] if headings else "") or path.stem
+        doc = Document(
+            doc_id=rel.rsplit(".", 1)[0],
+            title=normalize_text(title),
+            text=text,
+            publisher=meta.get("publisher") or found.get("publisher") or "",
+            date=str(meta.get("date") or found.get("date") or ""),
+            url=meta.get("url") or found.get("url") or "",
+            path=rel,
+            headings=tuple(normalize_text(h) for h in headings if normalize_text(h) in text),
+        )
+        return doc, warning
