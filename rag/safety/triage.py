@@ -1,34 +1,28 @@
-"""Question triage before retrieval: urgent symptoms (call 112 / 1177 first) and requests for personal advice."""
+"""Question triage before retrieval: urgent care (112 / 1177 first), suicide risk, requests for personal advice.
+
+Two lines, either of which can raise a notice: the reviewed concept lexicon (`rag.safety.lexicon`) and a learned
+classifier over the message (`rag.safety.classifier`). The notice texts and the guidance they come from live in
+`rag/data/safety/guidance.json`.
+"""
 
 from __future__ import annotations
 
-import csv
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
-from rag.text import fold_accents, normalize_query
+import numpy as np
 
-_DATA = Path(__file__).resolve().parents[1] / "data" / "safety.tsv"
+from rag.safety.classifier import SafetyClassifier
+from rag.safety.lexicon import DATA_DIR, SafetyLexicon, normalize_message
 
-URGENT_NOTICE = (
-    "Om du eller någon annan har akuta besvär, till exempel svårt att andas, ont i bröstet, kraftig blödning "
-    "eller hög feber under cancerbehandling: ring 112 nu. Är du osäker på hur bråttom det är, ring 1177 "
-    "Vårdguiden – där får du sjukvårdsrådgivning dygnet runt."
-)
-SUICIDE_NOTICE = (
-    "Om du har tankar på att ta ditt liv, eller om någon är i akut fara: ring 112 nu. Du kan också ringa 1177 "
-    "Vårdguiden dygnet runt, eller Mind Självmordslinjen på 90101. Du behöver inte vara ensam med det här."
-)
-ADVICE_NOTICE = (
-    "Jag kan inte ge personliga medicinska råd. Prata med din kontaktsjuksköterska eller läkare om just din "
-    "situation, eller ring 1177 Vårdguiden."
-)
-ADVICE_MESSAGE = (
-    ADVICE_NOTICE + " Allmän information om cancer och cancervård finns på 1177.se, och du kan ringa 1177 Vårdguiden "
-    "dygnet runt."
-)
+LEVELS = ("suicide", "urgent", "advice", "none")
+"""Triage levels, most serious first."""
+DEFAULT_CONTACT = "din kontaktsjuksköterska eller läkare"
+
 ABSTAIN_MESSAGE = (
     "Det kan jag tyvärr inte svara på utifrån de källor jag har. Fråga gärna din kontaktsjuksköterska, "
     "eller ring 1177 Vårdguiden (dygnet runt) eller läs mer på 1177.se."
@@ -36,58 +30,154 @@ ABSTAIN_MESSAGE = (
 
 
 @dataclass(frozen=True)
-class Triage:
-    """What a question needs before any answer: `notice` is shown first; `advice` marks personal-advice requests."""
+class Guidance:
+    """One notice: its text and the guidance it comes from."""
 
-    urgent: bool = False
-    suicide: bool = False
-    advice: bool = False
-    matched: tuple[str, ...] = ()
-
-    @property
-    def notice(self) -> str:
-        parts = []
-        if self.suicide:
-            parts.append(SUICIDE_NOTICE)
-        elif self.urgent:
-            parts.append(URGENT_NOTICE)
-        if self.advice:
-            parts.append(ADVICE_NOTICE)
-        return " ".join(parts)
+    key: str
+    level: str
+    text: str
+    sources: tuple[dict, ...] = ()
 
 
 @lru_cache(maxsize=2)
-def load_patterns(path: Path = _DATA) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    """Read the reviewed pattern table (category, regex)."""
-    rows = []
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = [line for line in f if line.strip() and not line.startswith("#")]
-    for row in csv.DictReader(lines, delimiter="\t"):
-        rows.append((row["category"].strip(), re.compile(row["pattern"].strip())))
-    return tuple(rows)
+def load_guidance(path: Path = DATA_DIR / "guidance.json") -> dict[str, Guidance]:
+    """The reviewed notice texts, by key."""
+    table = json.loads(path.read_text(encoding="utf-8"))
+    return {k: Guidance(k, v["level"], v["text"], tuple(v.get("sources", ())))
+            for k, v in table.items() if not k.startswith("_")}
 
 
-def triage(question: str) -> Triage:
-    """Classify a question's safety needs from the pattern table.
+def _guidance_text(key: str, contact: str = DEFAULT_CONTACT) -> str:
+    return load_guidance()[key].text.replace("{contact}", contact)
+
+
+URGENT_NOTICE = _guidance_text("urgent_general") + " " + _guidance_text("urgent_closing")
+SUICIDE_NOTICE = _guidance_text("suicide")
+ADVICE_NOTICE = _guidance_text("advice")
+ADVICE_MESSAGE = ADVICE_NOTICE
+"""The reply to a request for personal medical advice (the default contact); see `Triage.advice_message`."""
+
+_THIRD_PERSON = re.compile(
+    r"\b(han|hon|hen|honom|henne|sig|sitt|sina|pappa\w*|mamma\w*|sonen|dottern|min (man|fru|son|dotter|bror|syster|"
+    r"sambo|partner|kompis|van|vaninna|pojkvan|flickvan)|maken|frun|sambon|brodern|brorsan|systern|kompisen|vannen)\b"
+)
+_FIRST_PERSON = re.compile(r"\b(jag|mig|mej|mitt liv|mina tabletter)\b")
+
+
+@dataclass(frozen=True)
+class Triage:
+    """What a question needs before any answer.
+
+    `level` is the most serious of suicide | urgent | advice | none; `concepts` the lexicon concepts that stand
+    (plus "classifier:<level>" when the learned line raised a level on its own); `guidance` the keys of the
+    notices shown, most specific first. `urgent` is true whenever a 112 notice is shown (urgent or suicide).
+    """
+
+    level: str = "none"
+    concepts: tuple[str, ...] = ()
+    guidance: tuple[str, ...] = ()
+    advice: bool = False
+    raised_by: tuple[str, ...] = ()
+    set_aside: tuple[tuple[str, str], ...] = ()
+    probabilities: dict[str, float] = field(default_factory=dict)
+    contact: str = DEFAULT_CONTACT
+
+    @property
+    def urgent(self) -> bool:
+        return self.level in ("urgent", "suicide")
+
+    @property
+    def suicide(self) -> bool:
+        return self.level == "suicide"
+
+    @property
+    def notice(self) -> str:
+        """The notice shown first, above any answer: the urgent / suicide guidance texts (the personal-advice
+        text is the answer itself, see `ADVICE_MESSAGE`)."""
+        return " ".join(_guidance_text(k, self.contact) for k in self.guidance if load_guidance()[k].level != "advice")
+
+    @property
+    def advice_message(self) -> str:
+        """The reply to a request for personal advice, pointing to this corpus's contact."""
+        return _guidance_text("advice", self.contact)
+
+    def sources(self) -> list[dict]:
+        """Where each shown notice comes from (for the staff view and the contract)."""
+        table = load_guidance()
+        return [{"guidance": k, **s} for k in self.guidance for s in table[k].sources]
+
+    def to_contract(self) -> dict:
+        return {"level": self.level, "concepts": list(self.concepts), "guidance": list(self.guidance),
+                "advice": self.advice}
+
+
+class Triager:
+    """Triage a message (with the conversation so far) by the lexicon and the classifier.
 
     Parameters
     ----------
-    question : str
-        The user's question as typed (any case, with or without å/ä/ö).
-
-    Returns
-    -------
-    Triage
+    lexicon : SafetyLexicon, optional
+        Defaults to the shipped lexicon.
+    classifier : SafetyClassifier or None, optional
+        Defaults to the shipped classifier; pass None explicitly (use_classifier=False) for the lexicon alone.
+    contact : str
+        Who the advice notice points to (from the corpus profile).
     """
-    text = fold_accents(normalize_query(question).lower())
-    hits: dict[str, list[str]] = {}
-    for category, pattern in load_patterns():
-        m = pattern.search(text)
-        if m:
-            hits.setdefault(category, []).append(m.group(0))
-    return Triage(
-        urgent="urgent" in hits or "suicide" in hits,
-        suicide="suicide" in hits,
-        advice="advice" in hits,
-        matched=tuple(x for v in hits.values() for x in v),
-    )
+
+    def __init__(self, lexicon: SafetyLexicon | None = None, classifier: SafetyClassifier | None = None,
+                 use_classifier: bool = True, contact: str = DEFAULT_CONTACT) -> None:
+        self.lexicon = lexicon or SafetyLexicon.load()
+        self.classifier = (classifier or SafetyClassifier.load()) if use_classifier else None
+        self.contact = contact
+
+    def run(self, message: str, history: Sequence[str] = (), vector: np.ndarray | None = None) -> Triage:
+        result = self.lexicon.run(message, tuple(history))
+        standing = result.standing
+        levels = {h.concept.level for h in standing}
+        raised_by = ["lexicon"] if standing else []
+        probabilities: dict[str, float] = {}
+        concepts = [h.concept.name for h in standing]
+        if self.classifier is not None:
+            raised, probabilities = self.classifier.run(message, vector)
+            for level in sorted(raised - levels):
+                concepts.append(f"classifier:{level}")
+            if raised - levels:
+                raised_by.append("classifier")
+            levels |= raised
+        level = next((lv for lv in LEVELS if lv in levels), "none")
+        guidance: list[str] = []
+        if level == "suicide":
+            guidance.append("suicide_relative" if _about_someone_else(message) else "suicide")
+        if level == "urgent":
+            specific = [h.concept.guidance for h in standing if h.concept.level == "urgent"]
+            specific.sort(key=lambda k: k == "urgent_general")  # a specific notice before the general one
+            guidance.append(specific[0] if specific else "urgent_general")
+            if "1177" not in load_guidance()[guidance[-1]].text:
+                guidance.append("urgent_closing")
+        if "advice" in levels:
+            guidance.append("advice")
+        return Triage(
+            level=level,
+            concepts=tuple(dict.fromkeys(concepts)),
+            guidance=tuple(guidance),
+            advice="advice" in levels,
+            raised_by=tuple(raised_by),
+            set_aside=tuple((h.concept.name, h.set_aside) for h in result.hits if h.set_aside),
+            probabilities=probabilities,
+            contact=self.contact,
+        )
+
+
+def _about_someone_else(message: str) -> bool:
+    text = normalize_message(message)
+    return bool(_THIRD_PERSON.search(text)) and not _FIRST_PERSON.search(text)
+
+
+@lru_cache(maxsize=1)
+def _default_triager() -> Triager:
+    return Triager()
+
+
+def triage(question: str, history: Sequence[str] = (), vector: np.ndarray | None = None) -> Triage:
+    """Triage one message with the shipped lexicon and classifier (see `Triager`)."""
+    return _default_triager().run(question, history, vector)
