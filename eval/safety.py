@@ -6,7 +6,8 @@
 
 Sets live in `eval/safety/` (one JSON object per line: text, label in urgent | suicide | advice | none, concept).
 `train.jsonl` and `train2.jsonl` were written by two helper sessions that saw only the category definitions; the
-lexicon was developed against them and the classifier is fitted on them. `heldout.jsonl` was written by a third
+lexicon was developed against them and the classifier is fitted on them. `dev.jsonl` (a third helper session) chooses
+the classifier's thresholds and served to check the lexicon's context rules. `heldout.jsonl` was written by a fourth
 helper session that saw only the categories, never the lexicon: nothing is tuned on it.
 """
 
@@ -28,8 +29,12 @@ SAFETY_DIR = Path(__file__).resolve().parent / "safety"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TRAINING_SETS = ("train", "train2")
 CATEGORIES = ("urgent", "suicide", "advice", "none")
-RECALL_TARGETS = {"urgent": 0.98, "suicide": 0.98, "advice": 0.90}
-"""Classifier-alone recall each threshold is set to reach in cross-validation on the training sets."""
+DEV_SET = "dev"
+RECALL_TARGETS = {"urgent": 0.99, "suicide": 0.97, "advice": 0.90}
+"""Recall the combined triage (lexicon or classifier) must reach on the development set; among the threshold settings
+that reach it, the one with the fewest false alarms is kept ("first no misses, then cut false alarms")."""
+GRID = {"urgent": (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6), "suicide": (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5),
+        "advice": (0.3, 0.4, 0.5, 0.6, 0.7), "context": (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)}
 
 
 def load_set(name: str) -> list[dict]:
@@ -102,66 +107,66 @@ def _to_classifier(emb, vec, char, thresholds, provenance):
     )
 
 
-def cross_validated_probabilities(texts, vectors, labels, C_emb, C_char, folds=5, seed=0):
-    """Out-of-fold class probabilities of the averaged classifier (as shipped: the mean of both models)."""
-    from sklearn.model_selection import StratifiedKFold
+def choose_thresholds(clf, rows: list[dict], vectors: np.ndarray) -> tuple[dict[str, float], float, dict]:
+    """Thresholds (per class, and the context threshold) for the combined triage on the development set: the
+    setting with the fewest false alarms among those that reach RECALL_TARGETS (else the best urgent recall)."""
+    import itertools
 
-    labels = np.asarray(labels)
-    probs = np.zeros((len(texts), 4))
-    classes = None
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(vectors, labels):
-        emb, vec, char = _fit_models([texts[i] for i in train], vectors[train], labels[train], C_emb, C_char)
-        clf = _to_classifier(emb, vec, char, {}, {})
-        classes = clf.classes
-        for i in test:
-            p = clf.probabilities(texts[i], vectors[i])
-            probs[i] = [p[c] for c in classes]
-    return probs, classes
+    from rag.safety.lexicon import SafetyLexicon
+    from rag.safety.triage import classifier_levels
 
-
-def choose_thresholds(probs, classes, labels, targets=RECALL_TARGETS) -> dict[str, float]:
-    """Per class, the highest threshold at which the classifier alone reaches its recall target (out of fold)."""
-    labels = np.asarray(labels)
-    out = {}
-    for cls, target in targets.items():
-        p = probs[labels == cls, list(classes).index(cls)]
-        # the (1 - target) quantile of the positives' probabilities: that share of positives falls below it
-        out[cls] = float(np.quantile(p, 1 - target)) if p.size else 1.0
-    return out
+    lexicon = SafetyLexicon.load()
+    lex = [lexicon.run(r["text"], r.get("history", ())) for r in rows]
+    probs = [clf.probabilities(r["text"], vectors[i]) for i, r in enumerate(rows)]
+    best = None
+    for tu, ts, ta, tc in itertools.product(GRID["urgent"], GRID["suicide"], GRID["advice"], GRID["context"]):
+        th = {"urgent": tu, "suicide": ts, "advice": ta}
+        hits: dict[str, list[bool]] = {"urgent": [], "suicide": [], "advice": []}
+        false_alarms = []
+        for r, res, p in zip(rows, lex, probs):
+            levels = {h.concept.level for h in res.standing} | classifier_levels(res, p, th, tc)
+            if r["label"] == "urgent":
+                hits["urgent"].append(bool(levels & {"urgent", "suicide"}))
+            elif r["label"] in hits:
+                hits[r["label"]].append(r["label"] in levels)
+            else:
+                false_alarms.append(bool(levels))
+        recall = {c: float(np.mean(v)) for c, v in hits.items()}
+        fa = float(np.mean(false_alarms))
+        meets = all(recall[c] >= RECALL_TARGETS[c] for c in RECALL_TARGETS)
+        key = (meets, -fa if meets else recall["urgent"], recall["urgent"], recall["suicide"], -fa)
+        if best is None or key > best[0]:
+            best = (key, th, tc, {"recall": recall, "false_alarm": fa, "meets_targets": meets})
+    return best[1], best[2], best[3]
 
 
 def fit(model: str, C_emb: float = 16.0, C_char: float = 16.0) -> dict:
+    """Fit both models on the training sets, choose the thresholds on the development set, save the classifier."""
     rows = [r for name in TRAINING_SETS for r in load_set(name)]
     texts = [r["text"] for r in rows]
     labels = [r["label"] for r in rows]
     started = time.time()
     vectors = encode(texts, model)
-    probs, classes = cross_validated_probabilities(texts, vectors, labels, C_emb, C_char)
-    thresholds = choose_thresholds(probs, classes, labels)
-    labels_arr = np.asarray(labels)
-    cv = {}
-    for cls in ("urgent", "suicide", "advice"):
-        j = list(classes).index(cls)
-        cv[cls] = float(np.mean(probs[labels_arr == cls, j] >= thresholds[cls]))
-    none = probs[labels_arr == "none"]
-    cv["false_alarm"] = float(np.mean([any(p[list(classes).index(c)] >= thresholds[c] for c in thresholds)
-                                       for p in none]))
     emb, vec, char = _fit_models(texts, vectors, np.asarray(labels), C_emb, C_char)
+    dev = load_set(DEV_SET)
+    clf = _to_classifier(emb, vec, char, {}, {})
+    thresholds, context_threshold, dev_figures = choose_thresholds(clf, dev, encode([r["text"] for r in dev], model))
     provenance = {
         "fitted_on": {name: _sha256(SAFETY_DIR / f"{name}.jsonl") for name in TRAINING_SETS},
         "examples": {c: labels.count(c) for c in CATEGORIES},
         "embedding_model": model,
         "C": {"embedding": C_emb, "char": C_char},
-        "thresholds_from": f"5-fold cross-validation on the training sets: classifier-alone recall targets {RECALL_TARGETS}",
-        "cross_validated_classifier_alone": cv,
+        "thresholds_chosen_on": {DEV_SET: _sha256(SAFETY_DIR / f"{DEV_SET}.jsonl")},
+        "threshold_policy": f"fewest false alarms on {DEV_SET} with the lexicon, given recall targets {RECALL_TARGETS}",
+        "dev_figures_with_lexicon": dev_figures,
         "commit": git_commit(),
         "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 1),
         "not_fitted_on": "eval/safety/heldout.jsonl (the held-out set)",
     }
-    clf = _to_classifier(emb, vec, char, thresholds, provenance)
+    clf.thresholds, clf.context_threshold, clf.provenance = thresholds, context_threshold, provenance
     clf.save()
-    return provenance
+    return {"thresholds": thresholds, "context_threshold": context_threshold, **provenance}
 
 
 def _sha256(path: Path) -> str:

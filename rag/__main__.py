@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
+from dataclasses import replace
 from typing import Sequence
 
 from embeddings import DEFAULT_MODEL, ModelLoadError
 from rag.search.index import IndexInvalid
 from rag.ingest.loader import CorpusError
+from rag.inputs import UserInput, from_json_line, from_values, split_lines
 from rag.pipeline import Pipeline, PipelineConfig
 from rag.search.retrieve import MODES
 from rag.types import Answer
+
+
+ERROR_MESSAGE = ("Något gick fel när frågan skulle besvaras. Försök igen, eller ring 1177 för sjukvårdsrådgivning. "
+                 "Vid akuta besvär: ring 112.")
 
 
 def _progress_bar():
@@ -59,20 +66,28 @@ def format_answer(answer: Answer) -> str:
     return "\n".join(lines)
 
 
-def _read_questions(stream) -> list[tuple[str, list[str]]]:
-    """One question per line; a line may also be a JSON object {"question": ..., "history": [...]}."""
-    out = []
-    for line in stream.read().splitlines():
-        item = (line, [])
-        if line.lstrip().startswith("{"):
-            try:
-                obj = json.loads(line)
-                if isinstance(obj, dict) and isinstance(obj.get("question"), str):
-                    item = (obj["question"], [h for h in obj.get("history") or [] if isinstance(h, str)])
-            except ValueError:
-                pass
-        out.append(item)
-    return out
+def _read_inputs(stream) -> list[UserInput]:
+    """One question per input line (split at "\n" only); a line may be a JSON object {"question", "history"}.
+    A bad line becomes an input with an error message, so every input line gets exactly one output line."""
+    return [from_json_line(line) for line in split_lines(stream.read())]
+
+
+def _error_answer(user_input: UserInput, message: str, reason: str) -> Answer:
+    return Answer(user_input.question, message, (), (), True, reason=reason)
+
+
+def answer_one(pipeline: Pipeline, user_input: UserInput, log) -> Answer:
+    """Answer one input; never raises: an unexpected failure becomes a message (the trace goes to the log)."""
+    if user_input.error:
+        return _error_answer(user_input, user_input.error, "bad_input")
+    try:
+        answer = pipeline.ask(user_input.question, history=user_input.history)
+    except Exception:  # one failing question must not end the batch
+        log("error while answering: " + traceback.format_exc())
+        return _error_answer(user_input, ERROR_MESSAGE, "error")
+    if user_input.problems:
+        answer = replace(answer, details={**answer.details, "input_problems": list(user_input.problems)})
+    return answer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,9 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"Index {pipeline.config.index_dir}: model {m['model']}, {m['passage_count']} passages from "
             f"{m['document_count']} documents, built {m['built_at']}.")
         return 0
-    questions = [(args.question, [])] if args.question is not None else _read_questions(sys.stdin)
-    for question, history in questions:
-        answer = pipeline.ask(question, history=history)
+    if args.question is not None:
+        inputs = [from_values(args.question)]
+    else:
+        inputs = _read_inputs(sys.stdin.buffer)
+    for user_input in inputs:
+        answer = answer_one(pipeline, user_input, log)
         if args.json:
             sys.stdout.write(json.dumps(answer.to_contract(), ensure_ascii=False) + "\n")
             sys.stdout.flush()

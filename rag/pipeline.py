@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 from embeddings import DEFAULT_MODEL, Encoder, load_encoder
 from rag.answer.builder import AbstentionModel, AnswerBuilder, Evidence, compose_text
+from rag.inputs import MAX_QUESTION_CHARS, from_values
 from rag.search.index import BuildProgress, CorpusIndex, open_index
 from rag.search.query import Query, QueryProcessor
 from rag.search.retrieve import MODES, Retriever
@@ -20,7 +21,6 @@ from rag.text import has_letters, normalize_query
 from rag.types import Answer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-MAX_QUESTION_CHARS = 2000
 
 EMPTY_MESSAGE = "Skriv en fråga, till exempel: ”Vad är ett standardiserat vårdförlopp?”"
 NO_TEXT_MESSAGE = (
@@ -136,7 +136,8 @@ class Pipeline:
         self.warm_up()
         t0 = time.perf_counter()
         k = k or self.config.k
-        raw = question if isinstance(question, str) else ""
+        user_input = from_values(question, history)
+        raw, history = user_input.question, user_input.history
         clean = normalize_query(raw)
         if not clean:
             return Answer(raw, EMPTY_MESSAGE, (), (), True, reason="empty")
@@ -145,7 +146,7 @@ class Pipeline:
                           reason="too_long")
         if not has_letters(clean):
             return Answer(raw, NO_TEXT_MESSAGE, (), (), True, reason="no_text")
-        history = [normalize_query(h) for h in history if isinstance(h, str) and normalize_query(h)]
+        history = [normalize_query(h) for h in history if normalize_query(h)]
         # The triage reads the message itself (its query vector is the retrieval vector unless a follow-up or a
         # spelling correction changes what is searched); earlier messages can complete a concept.
         vector = self.retriever.encode_query(clean) if self._triage_vectors else None

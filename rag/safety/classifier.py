@@ -3,8 +3,8 @@
 Two logistic regressions, one over the message's sentence embedding (the bundled multilingual-e5-small query vector,
 the same vector retrieval uses) and one over character n-grams of the accent-folded message (robust to typos),
 averaged. A class is raised when its probability reaches its threshold. Fitted by `python -m eval.safety fit` on
-the training sets in `eval/safety/` (never on the held-out set); weights, thresholds and provenance are stored in
-`rag/data/safety/classifier.npz` and `classifier.json`. No pickles: the weights are plain arrays.
+the training sets in `eval/safety/`, thresholds chosen on the development set (never on the held-out set); weights,
+thresholds and provenance are stored in `rag/data/safety/classifier.npz` and `classifier.json`. No pickles: the weights are plain arrays.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class SafetyClassifier:
     thresholds: dict[str, float]
     classes: tuple[str, ...] = CLASSES
     provenance: dict = field(default_factory=dict)
+    context_threshold: float = 1.0
+    """The probability needed to raise a class when the lexicon reads the message as general, past or negated."""
 
     @classmethod
     @lru_cache(maxsize=2)
@@ -79,7 +81,8 @@ class SafetyClassifier:
         arrays = np.load(npz, allow_pickle=False)
         vocab = {g: i for i, g in enumerate(info["ngrams"])}
         return cls(arrays["emb_coef"], arrays["emb_intercept"], vocab, arrays["idf"], arrays["char_coef"],
-                   arrays["char_intercept"], info["thresholds"], tuple(info["classes"]), info.get("provenance", {}))
+                   arrays["char_intercept"], info["thresholds"], tuple(info["classes"]), info.get("provenance", {}),
+                   info.get("context_threshold", 1.0))
 
     def save(self, directory: Path = DATA_DIR) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -88,8 +91,8 @@ class SafetyClassifier:
                             char_coef=self.char_coef.astype(np.float32),
                             char_intercept=self.char_intercept.astype(np.float32))
         ngrams = [g for g, _ in sorted(self.vocabulary.items(), key=lambda kv: kv[1])]
-        info = {"classes": list(self.classes), "thresholds": self.thresholds, "provenance": self.provenance,
-                "ngrams": ngrams}
+        info = {"classes": list(self.classes), "thresholds": self.thresholds,
+                "context_threshold": self.context_threshold, "provenance": self.provenance, "ngrams": ngrams}
         (directory / "classifier.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
 
     def char_vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +119,7 @@ class SafetyClassifier:
         return {c: float(x) for c, x in zip(self.classes, p)}
 
     def run(self, text: str, vector: np.ndarray | None = None) -> tuple[set[str], dict[str, float]]:
-        """(the classes raised, the probabilities)."""
+        """(the classes raised on their thresholds alone, the probabilities)."""
         p = self.probabilities(text, vector)
         raised = {c for c in ("suicide", "urgent", "advice") if p[c] >= self.thresholds.get(c, 1.1)}
         return raised, p

@@ -27,7 +27,7 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "safety"
 LEVELS = ("suicide", "urgent", "advice")
 """Concept levels, most serious first."""
 
-CONTEXT_GROUPS = ("NEGATOR", "GENERIC", "PERSONAL", "NOW", "RESOLVED", "PAST", "FILLER", "STOPNEG")
+CONTEXT_GROUPS = ("NEGATOR", "GENERIC", "HYPOTHETICAL", "PERSONAL", "NOW", "RESOLVED", "PAST", "FILLER", "STOPNEG")
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)?|[a-z]+")
 _BOUNDARY = re.compile(r"(?:(?<!\d)[.,]|[.,](?!\d)|[!?;:()\n])+|\s(?:men|fast)\s")
 CHAT_SPELLINGS = {"int": "inte", "inte": "inte", "nt": "inte", "ente": "inte", "nåt": "något", "nat": "något",
@@ -190,6 +190,7 @@ class Concept:
     absent: tuple[str, ...]
     guidance: str
     context: str  # "strict": general questions and resolved past events set it aside; "keep": never set aside
+    scope: str = "message"  # "clause": all groups must be found in one clause
 
 
 @dataclass
@@ -202,6 +203,8 @@ class ConceptHit:
 @dataclass
 class LexiconResult:
     hits: list[ConceptHit] = field(default_factory=list)
+    context: str = ""  # general | resolved | past | "" (see `SafetyLexicon._context`)
+    negated: tuple[str, ...] = ()  # symptom groups that were found only in negated form ("ingen feber")
 
     @property
     def standing(self) -> list[ConceptHit]:
@@ -290,6 +293,7 @@ class SafetyLexicon:
                 groups=tuple(p for p in parts if not p.startswith("-")),
                 absent=tuple(p[1:] for p in parts if p.startswith("-")),
                 guidance=row["guidance"].strip(), context=(row.get("context") or "strict").strip(),
+                scope=(row.get("scope") or "message").strip(),
             ))
         return cls(terms, concepts)
 
@@ -328,8 +332,9 @@ class SafetyLexicon:
             return False
         return word not in _common_folded_words()
 
-    def match_all(self, tokens: list[Token]) -> dict[str, list[Match]]:
-        """Every match of every group's terms, negated ones left out (context groups are never negated)."""
+    def match_all(self, tokens: list[Token], negated: set[str] | None = None) -> dict[str, list[Match]]:
+        """Every match of every group's terms, negated ones left out (context groups are never negated); the
+        groups only found negated are added to `negated` when given."""
         per_token = [self.word_matches(t) for t in tokens]
         found: dict[str, list[Match]] = {}
         for i, pids in enumerate(per_token):
@@ -340,6 +345,8 @@ class SafetyLexicon:
                     if end is None:
                         continue
                     if (group not in CONTEXT_GROUPS or group == "RESOLVED") and self._negated(tokens, i, term):
+                        if negated is not None and group not in CONTEXT_GROUPS:
+                            negated.add(group)
                         continue
                     found.setdefault(group, []).append(
                         Match(group, i, end, " ".join(t.text for t in tokens[i:end])))
@@ -384,14 +391,15 @@ class SafetyLexicon:
         """Concepts found in the message; a rule may take a missing group from the last history messages
         (the treatment named one turn earlier, the fever now), but one group must come from the message itself."""
         tokens = tokenize(normalize_message(message))
-        found = self.match_all(tokens)
+        negated: set[str] = set()
+        found = self.match_all(tokens, negated)
         earlier: dict[str, list[Match]] = {}
         for past in list(history)[-3:]:
             for g, m in self.match_all(tokenize(normalize_message(past))).items():
                 if g not in CONTEXT_GROUPS:
                     earlier.setdefault(g, []).extend(m)
-        context = self._context(found, tokens)
-        result = LexiconResult()
+        result = LexiconResult(context=self._context(found, tokens, None),
+                               negated=tuple(sorted(negated - set(found))))
         for concept in self.concepts:
             if any(g in found for g in concept.absent):
                 continue
@@ -399,7 +407,16 @@ class SafetyLexicon:
                 continue
             if not any(g in found for g in concept.groups):
                 continue
+            clauses = None
+            if concept.scope == "clause":
+                shared = set.intersection(*({tokens[m.start].clause for m in found.get(g, [])} for g in concept.groups))
+                if not shared:
+                    continue
+                clauses = shared
             evidence = tuple(m.text for g in concept.groups for m in (found.get(g) or earlier.get(g) or [])[:1])
+            if clauses is None:
+                clauses = {tokens[m.start].clause for g in concept.groups for m in found.get(g, [])}
+            context = self._context(found, tokens, clauses)
             reason = ""
             if concept.context == "strict":
                 reason = context
@@ -409,20 +426,28 @@ class SafetyLexicon:
         return result
 
     @staticmethod
-    def _context(found: dict[str, list[Match]], tokens: list[Token]) -> str:
-        """Why an urgent concept in this message would not need a notice ("" when it does). A "now" marker
-        counts only in a clause that tells of no resolution ("men nu är hon som vanligt igen" does not)."""
+    def _context(found: dict[str, list[Match]], tokens: list[Token], clauses: set[int] | None) -> str:
+        """Why a concept found in `clauses` would not need a notice ("" when it does).
+
+        A "now" marker in one of the concept's clauses (and not in a clause that tells of a resolution) keeps it;
+        otherwise a resolution anywhere ("men nu är hon som vanligt igen") or a past time in its clauses ("för ett
+        halvår sen") sets it aside, and so does a general question: one that opens with a general frame ("hur
+        vanligt är ...", "vad är ...") and names no person, or asks hypothetically ("vad gör man om någon ...").
+        """
+        def in_scope(m: Match) -> bool:
+            return clauses is None or tokens[m.start].clause in clauses
+
         resolved = found.get("RESOLVED", [])
         resolved_clauses = {tokens[m.start].clause for m in resolved}
-        now = [m for m in found.get("NOW", []) if tokens[m.start].clause not in resolved_clauses]
-        if now:
+        if any(in_scope(m) and tokens[m.start].clause not in resolved_clauses for m in found.get("NOW", [])):
             return ""
         if resolved:
             return "resolved"
-        if found.get("PAST"):
+        if any(in_scope(m) for m in found.get("PAST", [])):
             return "past"
         opening = next((i for i, t in enumerate(tokens) if t.text not in _GREETINGS), 0)
-        if any(m.start == opening for m in found.get("GENERIC", [])) and not found.get("PERSONAL"):
+        if any(m.start == opening for m in found.get("GENERIC", [])) and (
+                not found.get("PERSONAL") or found.get("HYPOTHETICAL")):
             return "general"
         return ""
 

@@ -138,7 +138,9 @@ class Triager:
         probabilities: dict[str, float] = {}
         concepts = [h.concept.name for h in standing]
         if self.classifier is not None:
-            raised, probabilities = self.classifier.run(message, vector)
+            probabilities = self.classifier.probabilities(message, vector)
+            raised = classifier_levels(result, probabilities, self.classifier.thresholds,
+                                       self.classifier.context_threshold)
             for level in sorted(raised - levels):
                 concepts.append(f"classifier:{level}")
             if raised - levels:
@@ -166,6 +168,18 @@ class Triager:
             probabilities=probabilities,
             contact=self.contact,
         )
+
+
+def classifier_levels(lexicon_result, probabilities: dict[str, float], thresholds: dict[str, float],
+                      context_threshold: float) -> set[str]:
+    """The levels the classifier raises on its own: a class whose probability reaches its threshold; when the
+    lexicon read the message as general, past and resolved, or negated ("ingen feber"), it must reach
+    `context_threshold` instead (suicide only for a general or negated reading, never for a resolved past)."""
+    raised = {c for c in thresholds if probabilities[c] >= thresholds[c]}
+    if lexicon_result.context or lexicon_result.negated:
+        raised = {c for c in raised if probabilities[c] >= context_threshold
+                  or c == "suicide" and lexicon_result.context not in ("resolved", "past")}
+    return raised
 
 
 def _about_someone_else(message: str) -> bool:
