@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -32,6 +33,7 @@ from rag.types import Answer, Citation, Document, Passage
 log = logging.getLogger(__name__)
 
 TITLE = "Frågor om cancervården"
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
 ABOUT = (
     "Assistenten svarar bara med meningar ur de listade källorna och ger inga personliga medicinska råd. "
     "**Vid akuta besvär: ring 112.** Sjukvårdsrådgivning dygnet runt: ring 1177."
@@ -59,7 +61,7 @@ def load_pipeline() -> Pipeline:
     return Pipeline(PipelineConfig()).warm_up()
 
 
-BUILD_STAGES = {"passages": "Beräknar vektorer för textavsnitt", "sentences": "Beräknar vektorer för meningar",
+BUILD_STAGES = {"documents": "Läser dokumenten", "passages": "Beräknar vektorer för textavsnitt", "sentences": "Beräknar vektorer för meningar",
                 "lexical": "Bygger ordindex"}
 
 
@@ -371,7 +373,7 @@ def ask(pipeline: Pipeline, question: str, audit: bool, max_age: int) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title=TITLE, page_icon=":material/forum:", layout="centered")
+    st.set_page_config(page_title=TITLE, page_icon=str(ICON), layout="centered")  # a local file: no request elsewhere
     init_state()
     try:
         ensure_index()

@@ -59,7 +59,7 @@ def materialize_corpus(name: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     stamp = dest / ".source"
     signature = f"{src}:{src.stat().st_size}:{src.stat().st_mtime_ns}"
-    if stamp.exists() and stamp.read_text() == signature:
+    if stamp.exists() and stamp.read_text() == signature and (dest / "profile.json").exists():
         return dest
     rows = []
     for doc in _read_jsonl(src):
@@ -69,6 +69,8 @@ def materialize_corpus(name: str, dest: Path) -> Path:
     with open(dest / "metadata.jsonl", "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    # the benchmarks' qrels name duplicate answers separately: every entry is indexed
+    (dest / "profile.json").write_text(json.dumps({"deduplicate": False}), encoding="utf-8")
     stamp.write_text(signature)
     return dest
 

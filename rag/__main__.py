@@ -11,6 +11,7 @@ from typing import Sequence
 
 from embeddings import DEFAULT_MODEL, ModelLoadError
 from rag.search.index import IndexInvalid
+from rag.search.location import IndexLocationError
 from rag.ingest.loader import CorpusError
 from rag.inputs import UserInput, from_json_line, from_values, split_lines
 from rag.pipeline import Pipeline, PipelineConfig
@@ -31,7 +32,7 @@ def _progress_bar():
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            labels = {"passages": "Embedding passages", "sentences": "Embedding sentences", "lexical": "BM25 index"}
+            labels = {"documents": "Reading documents", "passages": "Embedding passages", "sentences": "Embedding sentences", "lexical": "BM25 index"}
             bar = bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), unit="", file=sys.stderr, leave=True)
         bar.update(done - bar.n)
         if done >= total:
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pipeline = Pipeline(_config(args))
         pipeline.warm_up(rebuild=getattr(args, "force", False), log=log, progress=_progress_bar())
-    except (ModelLoadError, CorpusError, IndexInvalid) as exc:
+    except (ModelLoadError, CorpusError, IndexInvalid, IndexLocationError) as exc:
         log(f"error: {exc}")
         return 2
     if args.command == "build":

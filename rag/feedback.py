@@ -6,6 +6,7 @@ import json
 import os
 import re
 import threading
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,37 +16,67 @@ from rag.types import Answer
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FEEDBACK_FILE = "feedback.jsonl"
 MAX_COMMENT_CHARS = 2000
-REDACTED_FIELDS = ("question", "comment", "followup_of")
-"""Fields holding text a user typed: always redacted by `FeedbackStore.append`, whatever the caller did."""
+SYSTEM_FIELDS = frozenset({"timestamp", "answer_id", "rating", "helpful", "abstained", "reason", "model",
+                           "index_built_at", "citation_passage_ids", "triage_level"})
+"""Fields the service itself fills with ids, flags and times; every other text field is redacted on write."""
 
 PERSONNUMMER_TAG = "[personnummer]"
 PHONE_TAG = "[telefonnummer]"
 EMAIL_TAG = "[e-post]"
+NAME_TAG = "[namn]"
 
-# Personnummer / samordningsnummer: (YY)YYMMDD, separator - + – or space (or none), four digits. The month and
-# day must be plausible (samordningsnummer add 60 to the day), which keeps ordinary numbers like "46 759 214" out.
+_INVISIBLE_OR_DASH = {**dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff\u180e"), None),
+                      **dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"), "-")}
+
+# Personnummer / samordningsnummer: (YY)YYMMDD, then - or + (or none), then four digits; the groups may be written
+# with spaces, dots or slashes between them ("1912 12 12-1212", "12.12.12-1212", "121212 - 1212"). The month and
+# day must be plausible (samordningsnummer add 60 to the day), which keeps amounts like "46 759 214" out.
+_G = r"[ ./]?"
 _PNR = re.compile(
     r"(?<![\d+])"
-    r"(?P<digits>(?:19|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01]))"
-    r"(?P<sep>[-+\u2013 ]?)"
+    rf"(?P<digits>(?:19|20)?\d{{2}}{_G}(?:0[1-9]|1[0-2]){_G}(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01]))"
+    r"(?P<sep>\s*[-+]\s*|\s)?"
     r"(?P<tail>\d{4})"
     r"(?![\d])"
 )
 # Swedish phone numbers: national (0 + area code + subscriber, 8-10 digits) or international (+46 / 0046,
-# optionally with "(0)"), with a space or a hyphen (spaced or not) between digit groups. Short service numbers
-# (112, 1177, 90101) have too few digits to match.
-_SEP = r"(?:[ \u00a0]?[-\u2013][ \u00a0]?|[ \u00a0])?"
+# optionally "(0)"), with spaces, hyphens, dots, slashes or brackets between digit groups ("070.123.45.67",
+# "070/1234567", "08-123 456 78"). Short service numbers (112, 1177, 90101) have too few digits to match.
+_SEP = r"(?:\s*[-./]\s*|\s|\)\s*)?"
 _PHONE = re.compile(
     r"(?<![\w+])"
     r"(?:"
-    rf"(?:\+|00)46{_SEP}(?:\(0\){_SEP})?[1-9](?:{_SEP}\d){{6,8}}"
+    rf"(?:\+|00)\s*46{_SEP}(?:\(0\){_SEP})?[1-9](?:{_SEP}\d){{6,8}}"
     r"|"
-    rf"\(?0[1-9](?:{_SEP}\)?{_SEP}\d){{6,8}}"
+    rf"\(?0[1-9](?:{_SEP}\d){{6,8}}"
     r")"
     r"(?![\d])"
 )
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# E-mail, also written to dodge filters: "anna (at) example.se", "anna [at] example dot se", "anna snabel-a ex.se".
+_AT = r"(?:@|\s*[\(\[\{]\s*(?:at|snabel-?a)\s*[\)\]\}]\s*|\s+(?:at|snabel-?a)\s+)"
+_DOT = r"(?:\.|\s*[\(\[\{]\s*(?:dot|punkt)\s*[\)\]\}]\s*|\s+(?:dot|punkt)\s+)"
+_EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+{_AT}[\w-]+(?:{_DOT}[\w-]+)+", re.IGNORECASE)
+# Names, where they can be told: after "jag heter", "mitt namn är", a greeting sign-off or a title; and a first name
+# followed by a surname with a common Swedish surname ending ("Anna Svensson", "Lars Lindqvist").
+_CAP = r"[A-ZÅÄÖÉ][a-zåäöéü]+(?:-[A-ZÅÄÖÉ][a-zåäöéü]+)?"
+_NAME_AFTER = re.compile(
+    r"(?i:\b(?:jag heter|heter jag|mitt namn är|namnet är|jag är|mvh|m\.v\.h\.|hälsningar|med vänlig hälsning|"
+    r"vänliga hälsningar|hälsar|dr|doktor|läkaren|sjuksköterskan|kontaktsjuksköterskan|syster|barnmorskan)\b[,:]?\s+)"
+    rf"(?P<name>{_CAP}(?:\s+{_CAP}){{0,2}})"
+)
+_SURNAME = re.compile(
+    rf"\b{_CAP}\s+[A-ZÅÄÖ][a-zåäö]*(?:ss?on|berg|ström|strom|lund|gren|qvist|kvist|dahl|blad|holm|stedt|ander|"
+    r"ell|lin|man|sköld|bäck|fors|gård|ros|hed|sjö|wall|ling)\b"
+)
+
+
 _MOBILE_PREFIXES = ("070", "072", "073", "076", "079")
+
+
+def normalize_for_redaction(text: str) -> str:
+    """What redaction reads: NFKC (fullwidth digits and letters become plain), invisible characters removed
+    (a soft hyphen or zero-width space inside a number no longer hides it), every dash a hyphen."""
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE_OR_DASH)
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -59,7 +90,7 @@ def _luhn_ok(digits: str) -> bool:
 
 def _pnr_tag(match: re.Match[str]) -> str:
     """A bare ten-digit mobile number (0701234567) also fits YYMMDDXXXX; the check digit tells them apart."""
-    number = match.group("digits") + match.group("tail")
+    number = re.sub(r"\D", "", match.group("digits")) + match.group("tail")
     if not match.group("sep") and len(number) == 10 and number.startswith(_MOBILE_PREFIXES) and not _luhn_ok(number):
         return PHONE_TAG
     return PERSONNUMMER_TAG
@@ -88,9 +119,69 @@ def redact(text: str) -> str:
     """
     if not text:
         return "" if text is None else text
-    text = _EMAIL.sub(EMAIL_TAG, text)
-    text = _PNR.sub(_pnr_tag, text)
-    return _PHONE.sub(PHONE_TAG, text)
+    for finder in (_find_emails, _find_pnr, _find_phones, _find_names):
+        text = _replace_spans(text, finder)
+    return text
+
+
+def _replace_spans(text: str, finder) -> str:
+    """Find on the normalized text, replace in the original: what the user wrote is kept except what is redacted."""
+    normalized, origin = _normalized_with_origin(text)
+    spans = finder(normalized)
+    for start, end, tag in sorted(spans, reverse=True):
+        a, b = origin[start], origin[end - 1] + 1
+        text = text[:a] + tag + text[b:]
+    return text
+
+
+def _normalized_with_origin(text: str) -> tuple[str, list[int]]:
+    out, origin = [], []
+    for i, ch in enumerate(text):
+        for n in normalize_for_redaction(ch):
+            out.append(n)
+            origin.append(i)
+    return "".join(out), origin
+
+
+def _find_emails(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), EMAIL_TAG) for m in _EMAIL.finditer(text)]
+
+
+def _find_pnr(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), _pnr_tag(m)) for m in _PNR.finditer(text)]
+
+
+_TIME_RANGE = re.compile(r"\b[0-2]\d[.:][0-5]\d\s*-\s*[0-2]\d[.:][0-5]\d\b")
+
+
+def _find_phones(text: str) -> list[tuple[int, int, str]]:
+    times = [(m.start(), m.end()) for m in _TIME_RANGE.finditer(text)]  # opening hours "08.00-17.00" are kept
+    return [(m.start(), m.end(), PHONE_TAG) for m in _PHONE.finditer(text)
+            if not any(a < m.end() and m.start() < b for a, b in times)]
+
+
+def _find_names(text: str) -> list[tuple[int, int, str]]:
+    spans = [(m.start("name"), m.end("name"), NAME_TAG) for m in _NAME_AFTER.finditer(text)]
+    taken = [(a, b) for a, b, _ in spans]
+    spans += [(m.start(), m.end(), NAME_TAG) for m in _SURNAME.finditer(text)
+              if not any(a < m.end() and m.start() < b for a, b in taken)]
+    return spans
+
+
+def redact_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Every text in a record redacted (nested lists and objects too), except the service's own fields."""
+    def clean(value: Any, key: str = "") -> Any:
+        if key in SYSTEM_FIELDS:
+            return value
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, Mapping):
+            return {k: clean(v, str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return {k: clean(v, str(k)) for k, v in record.items()}
 
 
 def default_feedback_dir() -> Path:
@@ -174,21 +265,20 @@ class FeedbackStore:
         Parameters
         ----------
         record : mapping
-            A JSON-serializable record (see `build_record`).
+            A JSON-serializable record (see `build_record`); every text field but the service's own is redacted.
 
         Returns
         -------
         Path
             The file the record was appended to.
         """
-        clean = dict(record)
-        for name in REDACTED_FIELDS:
-            if isinstance(clean.get(name), str):
-                clean[name] = redact(clean[name])
-        line = (json.dumps(clean, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        clean = redact_record(record)
+        line = (json.dumps(clean, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8", "replace")
         with self._lock:
             created = not self.path.exists()
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.directory.exists():
+                self.directory.mkdir(parents=True, mode=0o750, exist_ok=True)
+                os.chmod(self.directory, 0o750)  # whatever the umask: feedback is readable by the service only
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 size = os.fstat(fd).st_size

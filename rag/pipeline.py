@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 from embeddings import DEFAULT_MODEL, Encoder, load_encoder
 from rag.answer.builder import AbstentionModel, AnswerBuilder, Evidence, compose_text
 from rag.inputs import MAX_QUESTION_CHARS, from_values
+from rag.search.location import default_index_base
 from rag.search.index import BuildProgress, CorpusIndex, open_index
 from rag.search.query import Query, QueryProcessor
 from rag.search.retrieve import MODES, Retriever
@@ -33,8 +34,7 @@ TOO_LONG_MESSAGE = (
 
 def default_index_dir(model: str) -> Path:
     """Where a model's index lives: $RAG_INDEX_DIR/<model> or .rag_index/<model> in the project."""
-    base = Path(os.environ.get("RAG_INDEX_DIR") or PROJECT_ROOT / ".rag_index")
-    return base / re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
+    return default_index_base() / re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
 
 
 @dataclass

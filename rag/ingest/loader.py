@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from rag.ingest.profile import PROFILE_FILE, CorpusProfile
 from rag.text import normalize_text
 from rag.types import Document
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+DEFAULT_MAX_FILE_MB = 20.0
+"""Larger files are skipped with a message (env RAG_MAX_FILE_MB): a patient leaflet or care programme is far
+smaller, and a 50 MB text would take many minutes to index."""
+METADATA_FIELDS = ("title", "publisher", "date", "url")
 METADATA_FILE = "metadata.jsonl"
 # Bump when ingest or splitting changes what goes into the index: every stored index becomes stale.
 INGEST_VERSION = "3"
@@ -319,31 +325,92 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     return str(best), best.encoding
 
 
+def max_file_bytes() -> int:
+    """The size limit per corpus file, from RAG_MAX_FILE_MB (default 20 MB)."""
+    try:
+        mb = float(os.environ.get("RAG_MAX_FILE_MB") or DEFAULT_MAX_FILE_MB)
+    except ValueError:
+        mb = DEFAULT_MAX_FILE_MB
+    return int(max(0.001, mb) * 1024 * 1024)
+
+
+def _clean_metadata(row: dict, no: int) -> tuple[dict, list[str]]:
+    """Keep the metadata fields that have the right type (text; a date may be a number); say what was dropped."""
+    out, dropped = {}, []
+    for name in METADATA_FIELDS:
+        value = row.get(name)
+        if value is None or value == "":
+            continue
+        if name == "date" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            dropped.append(f"{name} is {type(value).__name__}, not text")
+            continue
+        if name == "url" and not re.match(r"(?i)https?://", value.strip()):
+            dropped.append(f"url {value[:40]!r} is not an http(s) address")
+            continue
+        out[name] = value.strip()
+    return out, [f"line {no}: {d}: ignored" for d in dropped]
+
+
 def load_metadata(root: Path) -> tuple[dict[str, dict], list[IngestProblem]]:
-    """Read `metadata.jsonl` (one object per file: path, title, publisher, date, url) if the folder has one."""
+    """Read `metadata.jsonl` (one object per file: path, title, publisher, date, url) if the folder has one.
+
+    A metadata file that cannot be read (not UTF-8, a folder, no permission) or a bad line is reported and the
+    documents keep the titles and dates found in the files themselves; fields of the wrong type are dropped.
+    """
     path = root / METADATA_FILE
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return {}, []
+    try:
+        if not path.is_file():
+            raise IsADirectoryError("it is not a regular file")
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [IngestProblem(METADATA_FILE, f"could not be read ({type(exc).__name__}: {exc}); documents get "
+                                                 "their titles and dates from the files themselves", skipped=False)]
     rows, problems = {}, []
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            rows[Path(row["path"]).as_posix()] = row
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+                raise ValueError("a row must be an object with a text \"path\"")
+        except (ValueError, RecursionError) as exc:
             problems.append(IngestProblem(METADATA_FILE, f"line {no} is not a valid metadata row ({exc})", skipped=False))
+            continue
+        clean, notes = _clean_metadata(row, no)
+        problems.extend(IngestProblem(METADATA_FILE, n, skipped=False) for n in notes)
+        rows[Path(row["path"]).as_posix()] = clean
     return rows, problems
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """True when the file (after following symlinks) is inside the corpus folder."""
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def _valid_name(rel: str) -> bool:
+    try:
+        rel.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a file name that is not valid UTF-8 (surrogate-escaped by the OS layer)
+        return False
+
+
 def corpus_files(root: Path) -> list[Path]:
-    """Supported files under `root`, sorted, hidden files and folders excluded."""
+    """Supported files under `root`, sorted, hidden files and folders excluded (symlinks out of `root` too)."""
     return sorted(
         p
         for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in SUPPORTED_SUFFIXES
+        if p.suffix.lower() in SUPPORTED_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and (p.is_file() or p.is_symlink())
     )
 
 
@@ -355,12 +422,29 @@ def corpus_fingerprint(root: Path) -> str:
     root = Path(root)
     h = hashlib.sha256(f"ingest-v{INGEST_VERSION}".encode())
     files = corpus_files(root) if root.is_dir() else []
-    for p in files + ([root / METADATA_FILE] if (root / METADATA_FILE).exists() else []):
-        h.update(p.relative_to(root).as_posix().encode("utf-8") + b"\0")
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+    extra = [root / name for name in (METADATA_FILE, PROFILE_FILE) if (root / name).is_file()]
+    for p in files + extra:
+        h.update(os.fsencode(p.relative_to(root).as_posix()) + b"\0")
+        try:
+            if not _inside(p, root) or p.stat().st_size > max_file_bytes():
+                st = p.lstat()  # never read (it will be skipped): its size and time still mark a change
+                h.update(f"skipped {st.st_size} {st.st_mtime_ns}".encode())
+            else:
+                h.update(_file_digest(p))
+        except OSError as exc:  # unreadable: skipped by the loader, but a change of it still counts
+            h.update(f"unreadable {type(exc).__name__}".encode())
     for name in ("boilerplate.txt",):
         h.update((_DATA / name).read_bytes())
+    h.update(str(max_file_bytes()).encode())
     return h.hexdigest()
+
+
+def _file_digest(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
 
 
 class CorpusLoader:
@@ -372,23 +456,51 @@ class CorpusLoader:
     >>> len(load.documents), [p.message for p in load.problems]
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, progress=None) -> None:
         self.root = Path(root)
+        self.progress = progress or (lambda done, total: None)
 
     def run(self) -> CorpusLoad:
         root = self.root
         if not root.is_dir():
             raise CorpusError(f"Corpus folder {root} does not exist. Point --corpus at a folder of .txt/.md/.html/.pdf files.")
         metadata, problems = load_metadata(root)
+        profile = CorpusProfile.load(root)
+        problems += [IngestProblem(PROFILE_FILE, p, skipped=False) for p in profile.problems]
         result = CorpusLoad(problems=problems)
         seen_ids: set[str] = set()
-        for path in corpus_files(root):
+        seen_texts: dict[str, str] = {}
+        files = corpus_files(root)
+        limit = max_file_bytes()
+        for i, path in enumerate(files):
+            self.progress(i, len(files))
             rel = path.relative_to(root).as_posix()
+            if not _valid_name(rel):
+                shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                result.problems.append(IngestProblem(shown, "skipped: the file name is not valid UTF-8; rename it"))
+                continue
+            if not _inside(path, root):
+                result.problems.append(IngestProblem(rel, "skipped: a link to a file outside the corpus folder"))
+                continue
             try:
+                size = path.stat().st_size
+                if size > limit:
+                    result.problems.append(IngestProblem(
+                        rel, f"skipped: {size / 1048576:.1f} MB is larger than the {limit / 1048576:.0f} MB limit per "
+                             "file (RAG_MAX_FILE_MB)"))
+                    continue
                 doc, warning = self._read(path, rel, metadata.get(rel, {}))
             except Exception as exc:  # one unreadable file must not stop the rest
-                result.problems.append(IngestProblem(rel, f"skipped: {exc}"))
+                why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                result.problems.append(IngestProblem(rel, f"skipped: {why}"))
                 continue
+            if doc is not None and profile.deduplicate:
+                digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+                if digest in seen_texts:
+                    result.problems.append(IngestProblem(rel, f"skipped: the same text as {seen_texts[digest]} "
+                                                              "(a duplicate is indexed once)"))
+                    continue
+                seen_texts[digest] = rel
             if warning:
                 result.problems.append(IngestProblem(rel, warning, skipped=False))
             if doc is None:
@@ -397,6 +509,7 @@ class CorpusLoader:
                 doc = Document(**{**doc.to_dict(), "doc_id": rel})
             seen_ids.add(doc.doc_id)
             result.documents.append(doc)
+        self.progress(len(files), len(files))
         if not result.documents:
             detail = "; ".join(f"{p.path}: {p.message}" for p in result.problems[:5])
             raise CorpusError(

@@ -9,6 +9,8 @@ from functools import lru_cache
 from rag.types import Document, Passage
 
 _BULLET = re.compile(r"^[•\-–*]\s+")
+MAX_LINE_CHARS = 100_000
+"""Lines longer than this are cut at spaces before sentence splitting (spaCy's limit is 1 000 000 characters)."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,11 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     for line in text.split("\n"):
         if line.strip():
             bullet = _BULLET.match(line)
-            lines.append(line[bullet.end() :] if bullet else line)
-            offsets.append(offset + (bullet.end() if bullet else 0))
+            start = bullet.end() if bullet else 0
+            # spaCy refuses texts over nlp.max_length: a very long line (a 2 MB run-on export) goes in pieces
+            for s, e in _hard_wrap(start, len(line), line, MAX_LINE_CHARS):
+                lines.append(line[s:e])
+                offsets.append(offset + s)
         offset += len(line) + 1
     for body, base, parsed in zip(lines, offsets, nlp.pipe(lines, batch_size=256)):
         line_spans: list[tuple[int, int]] = []

