@@ -12,6 +12,7 @@ import streamlit as st
 
 from embeddings import preparation_needed
 from rag.feedback import MAX_COMMENT_CHARS, FeedbackStore, build_record
+from rag.ingest.profile import CorpusProfile
 from rag.search.index import index_status
 from rag.pipeline import MAX_QUESTION_CHARS, Pipeline, PipelineConfig
 from rag.present import (
@@ -32,23 +33,19 @@ from rag.types import Answer, Citation, Document, Passage
 
 log = logging.getLogger(__name__)
 
-TITLE = "Frågor om cancervården"
 ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
 ABOUT = (
     "Assistenten svarar bara med meningar ur de listade källorna och ger inga personliga medicinska råd. "
     "**Vid akuta besvär: ring 112.** Sjukvårdsrådgivning dygnet runt: ring 1177."
 )
-WELCOME = (
-    "Hej! Här kan du ställa frågor om cancervården i Sverige, till exempel om vårdförlopp, "
-    "kontaktsjuksköterskor och stöd till patienter och närstående. Jag svarar med meningar ur källorna "
-    "och visar varifrån varje mening kommer, så att du kan läsa mer."
-)
-EXAMPLES = (
-    "Vad är ett standardiserat vårdförlopp?",
-    "Vad är en kontaktsjuksköterska?",
-    "Vilket stöd finns för barn med cancer och deras familjer?",
-    "Hur mycket pengar får regionerna för cancervården 2024?",
-)
+
+
+def welcome_text(profile) -> str:
+    """The empty page's greeting, from the corpus profile (what the sources cover)."""
+    return (f"Hej! Här kan du ställa frågor om {profile.covers}. Jag svarar med meningar ur källorna och visar "
+            "varifrån varje mening kommer, så att du kan läsa mer.")
+
+
 THANKS = "Tack! Ditt omdöme är sparat och hjälper oss att förbättra tjänsten."
 
 
@@ -114,6 +111,11 @@ def init_state() -> None:
 
 def choose_example(question: str) -> None:
     st.session_state["pending_question"] = question
+
+
+def ask_standalone(turn_id: int) -> None:
+    """Undo a follow-up reading in one click: the turn is answered again as a question of its own."""
+    st.session_state["standalone_turn"] = turn_id
 
 
 def clear_conversation() -> None:
@@ -206,11 +208,12 @@ def render_sources(documents: dict[str, Document], max_age: int) -> None:
 # ------------------------------------------------------------------------------------------------------- chat
 
 
-def render_welcome() -> None:
+def render_welcome(profile) -> None:
     with st.chat_message("assistant"):
-        st.markdown(WELCOME)
-        st.markdown("**Prova en fråga:**")
-        for i, example in enumerate(EXAMPLES):
+        st.markdown(escape_markdown(welcome_text(profile)))
+        if profile.examples:
+            st.markdown("**Prova en fråga:**")
+        for i, example in enumerate(profile.examples):
             st.button(example, key=f"example-{i}", on_click=choose_example, args=(example,), width="stretch")
 
 
@@ -221,11 +224,18 @@ def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool,
     followup_of = answer.details.get("followup_of")
     if followup_of:
         st.caption(f"Tolkad som följdfråga till: {escape_markdown(followup_of)}")
+        st.button("Fråga utan sammanhang", key=f"standalone-{turn_id}", on_click=ask_standalone, args=(turn_id,),
+                  help="Svara på frågan som den står, utan att koppla den till den förra frågan.")
     if answer.abstained:
         if answer.text:  # an urgent or suicide notice comes instead of the refusal: no refusal box beside it
             st.info(escape_markdown(answer.text), icon=":material/info:")
     else:
         st.markdown(answer_markdown(answer.text))
+    if answer.suggestions:
+        st.markdown("**Det här kan jag svara på:**")
+        for i, suggestion in enumerate(answer.suggestions):
+            st.button(suggestion, key=f"suggestion-{turn_id}-{i}", on_click=choose_example, args=(suggestion,),
+                      width="stretch")
     if answer.citations:
         st.caption("Källor – öppna för att se meningen i sitt sammanhang:")
         for citation in answer.citations:
@@ -373,7 +383,8 @@ def ask(pipeline: Pipeline, question: str, audit: bool, max_age: int) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title=TITLE, page_icon=str(ICON), layout="centered")  # a local file: no request elsewhere
+    profile = CorpusProfile.load(PipelineConfig().corpus_dir)
+    st.set_page_config(page_title=profile.name, page_icon=str(ICON), layout="centered")  # a local icon: no request elsewhere
     init_state()
     try:
         ensure_index()
@@ -384,12 +395,18 @@ def main() -> None:
                  "Sjukvårdsrådgivning dygnet runt: ring 1177.")
         st.stop()
     audit, max_age = render_sidebar(pipeline)
-    st.subheader(TITLE, anchor=False)
+    profile = pipeline.profile
+    standalone = st.session_state.pop("standalone_turn", None)
+    if standalone is not None:
+        for turn in st.session_state["turns"]:
+            if turn["id"] == standalone:
+                turn["answer"] = pipeline.ask(turn["question"])  # no history: the question as it stands
+    st.subheader(profile.name, anchor=False)
     st.caption(ABOUT)
     question = st.chat_input("Skriv din fråga här …", max_chars=MAX_QUESTION_CHARS)
     question = question or st.session_state.pop("pending_question", None)
     if not st.session_state["turns"] and not question:
-        render_welcome()
+        render_welcome(profile)
     for turn in st.session_state["turns"]:
         with st.chat_message("user"):
             st.markdown(escape_markdown(turn["question"]))

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from embeddings import DEFAULT_MODEL
 from eval.benchmarks import BenchmarkMissing, run_swefaq, run_swequad
-from eval.gold import EVAL_DIR, SPLITS, load_gold
+from eval.gold import EVAL_DIR, SPLITS, load_gold, load_questions
 from eval.provenance import git_commit
 from eval.report import failures_markdown, format_table, plot
 from eval.run_gold import evaluate_gold, failures
-from rag.pipeline import Pipeline, PipelineConfig
+from rag.pipeline import PROJECT_ROOT, Pipeline, PipelineConfig
 from rag.search.retrieve import MODES
 
 RESULTS_DIR = EVAL_DIR / "results"
@@ -45,9 +45,17 @@ def main(argv=None) -> int:
     parser.add_argument("--benchmarks", default="", help="comma list: swefaq,swequad (default: none)")
     parser.add_argument("--only-benchmarks", action="store_true", help="skip the gold set")
     parser.add_argument("--tag", default="", help="label added to the results file name")
+    parser.add_argument("--questions", type=Path, default=None,
+                        help="score this question set (gold format) instead of the gold set; with --corpus for a "
+                             "collection other than the shipped one")
+    parser.add_argument("--corpus", type=Path, default=None, help="corpus folder the --questions are about")
     args = parser.parse_args(argv)
 
     extra = {} if args.sentence_weight is None else {"sentence_weight": args.sentence_weight}
+    if args.corpus:
+        extra["corpus_dir"] = args.corpus
+        extra["index_dir"] = PROJECT_ROOT / ".rag_index" / "collections" / (
+            f"{args.corpus.resolve().parent.name}-{args.corpus.name}-{args.model.replace('/', '_')}")
     config = PipelineConfig(model=args.model, mode=args.mode, k=args.k, fusion=args.fusion,
                             spelling=not args.no_spelling, expansion=not args.no_expansion, **extra)
     pipeline = Pipeline(config).warm_up(log=lambda m: print(m, file=sys.stderr))
@@ -59,7 +67,8 @@ def main(argv=None) -> int:
                  "manifest": {k: v for k, v in pipeline.index.manifest.items() if k != "files"}, "created": stamp}
 
     if not args.only_benchmarks:
-        items = load_gold(split=args.split)
+        items = load_questions(args.questions) if args.questions else load_gold(split=args.split)
+        out["questions"] = str(args.questions or "eval/gold.jsonl")
         report = evaluate_gold(pipeline, items)
         print(format_table(report.metrics, f"Gold set, split={args.split}, model={args.model}, mode={args.mode}"))
         print("  by kind:")

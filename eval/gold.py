@@ -42,6 +42,24 @@ def load_gold(path: Path = GOLD_PATH, split: str = "all") -> list[GoldItem]:
     return [it for it in items if split == "all" or it.split == split]
 
 
+def load_questions(path: Path) -> list[GoldItem]:
+    """A question set in the gold format from anywhere (an independent set, a collection's questions.jsonl):
+    every item counts as report data; unknown keys are ignored."""
+    names = set(GoldItem.__dataclass_fields__)
+    items = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            row = {k: v for k, v in row.items() if k in names}
+            row["history"] = tuple(row.get("history") or ())
+            row.setdefault("split", "report")
+            row.setdefault("answer", "")
+            row["doc_id"] = row.get("doc_id") or None
+            row["evidence"] = row.get("evidence") or None
+            items.append(GoldItem(**row))
+    return items
+
+
 def evidence_span(doc_text: str, evidence: str) -> tuple[int, int] | None:
     """Where the evidence lies in the (normalized) document text, or None when it is not there."""
     needle = normalize_text(evidence)

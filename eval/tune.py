@@ -1,4 +1,5 @@
-"""`python -m eval.tune`: grid-search fusion and answer-sentence parameters on the gold set's tuning split.
+"""`python -m eval.tune`: grid-search fusion parameters on the gold set's tuning split (answer decisions are
+learned: `python -m eval.fit_answer`).
 
 It prints the best settings; they are set as defaults in code by hand (with the figures in the commit), so a
 tuning run never silently changes the product. Never tune on the report split.
@@ -7,12 +8,10 @@ tuning run never silently changes the product. Never tune on the report split.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 
 from embeddings import DEFAULT_MODEL
 from eval.gold import evidence_span, is_relevant, load_gold
-from rag.answer.builder import AnswerBuilder
 from rag.pipeline import Pipeline, PipelineConfig
 from rag.search.retrieve import Retriever
 
@@ -60,41 +59,17 @@ def tune_retrieval(pipeline: Pipeline, rows) -> list[tuple]:
     return sorted(results, key=lambda r: (-r[0], -r[1]))
 
 
-def tune_answer(pipeline: Pipeline, rows) -> list[tuple]:
-    retrievals = [(it, q, pipeline.retriever.run(q, k=pipeline.config.k, query_vector=v), sp) for it, q, v, sp in rows]
-    results = []
-    grid = itertools.product((0.1, 0.2, 0.3, 0.5), (0.0, 0.1, 0.2, 0.3), (0.0, 0.02, 0.05), (0.03, 0.06, 0.1))
-    for coverage_w, local_w, rank_w, margin in grid:
-        builder = AnswerBuilder(pipeline.index, pipeline.builder.abstention, coverage_weight=coverage_w,
-                                local_weight=local_w, rank_weight=rank_w, relative_margin=margin)
-        on_evidence = extra = 0
-        for item, query, retrieval, span in retrievals:
-            chosen = builder.select(builder.candidates(query, retrieval))
-            cites = builder.citations(chosen)
-            on_evidence += any(c.doc_id == item.doc_id and min(c.end, span[1]) > max(c.start, span[0]) for c in cites)
-            extra += max(0, len(chosen) - 1)
-        n = len(retrievals)
-        objective = on_evidence / n - 0.03 * extra / n  # a second quoted sentence is cheap, a wrong one is not
-        results.append((objective, on_evidence / n, extra / n, coverage_w, local_w, rank_w, margin))
-    return sorted(results, reverse=True)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.tune", description=__doc__)
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--stage", choices=("retrieval", "answer", "both"), default="both")
+
     args = parser.parse_args(argv)
     pipeline = Pipeline(PipelineConfig(model=args.model)).warm_up(log=lambda m: print(m, file=sys.stderr))
     rows = _prepare(pipeline, "tune")
     print(f"tuning split: {len(rows)} answerable questions")
-    if args.stage in ("retrieval", "both"):
-        print("retrieval (MRR@10, R@5, R@1, fusion, params):")
-        for r in tune_retrieval(pipeline, rows)[:12]:
-            print(f"  {r[0]:.3f} {r[1]:.3f} {r[2]:.3f} {r[3]} {r[4]}")
-    if args.stage in ("answer", "both"):
-        print("answer (objective, quote-on-evidence, extra sentences, coverage_w, local_w, rank_w, margin):")
-        for r in tune_answer(pipeline, rows)[:12]:
-            print("  " + " ".join(f"{x:.3f}" for x in r))
+    print("retrieval (MRR@10, R@5, R@1, fusion, params):")
+    for r in tune_retrieval(pipeline, rows)[:12]:
+        print(f"  {r[0]:.3f} {r[1]:.3f} {r[2]:.3f} {r[3]} {r[4]}")
     return 0
 
 

@@ -11,19 +11,24 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from embeddings import DEFAULT_MODEL, Encoder, load_encoder
-from rag.answer.builder import AbstentionModel, AnswerBuilder, Evidence, compose_text
+from rag.answer.builder import AnswerBuilder, Evidence, compose_text
 from rag.inputs import MAX_QUESTION_CHARS, from_values
 from rag.search.location import default_index_base
 from rag.search.index import BuildProgress, CorpusIndex, open_index
 from rag.search.query import Query, QueryProcessor
 from rag.search.retrieve import MODES, Retriever
-from rag.safety.triage import ABSTAIN_MESSAGE, Triager
+from rag.answer.refusal import SuggestionFinder, refusal_text
+from rag.ingest.profile import CorpusProfile
+from rag.safety.triage import Triager
 from rag.text import has_letters, normalize_query
 from rag.types import Answer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 EMPTY_MESSAGE = "Skriv en fråga, till exempel: ”Vad är ett standardiserat vårdförlopp?”"
+NO_TOPIC_MESSAGE = (
+    "Vad syftar du på? Skriv gärna hela frågan, till exempel ”Vad betyder standardiserat vårdförlopp?”"
+)
 NO_TEXT_MESSAGE = (
     "Jag hittar inga ord i frågan. Skriv den gärna med ord, till exempel: ”Vilket stöd finns för närstående?”"
 )
@@ -91,6 +96,7 @@ class Pipeline:
         self.builder: AnswerBuilder | None = None
         self.triager: Triager | None = None
         self._triage_vectors = False
+        self.profile: CorpusProfile = CorpusProfile()
 
     @classmethod
     def from_config(cls, **kwargs) -> "Pipeline":
@@ -122,8 +128,9 @@ class Pipeline:
 
             vocabulary = LayVocabulary.load()
         self.processor = QueryProcessor(self.index.lexical.analyzer, speller=speller, vocabulary=vocabulary)
-        self.builder = AnswerBuilder(self.index, AbstentionModel.load(cfg.model)).warm_up()
-        self.triager = Triager()
+        self.builder = AnswerBuilder(self.index).warm_up()
+        self.profile = CorpusProfile.load(cfg.corpus_dir)
+        self.triager = Triager(contact=self.profile.contact)
         self._triage_vectors = _classifier_reads(self.encoder)
         self.encoder.encode_queries(["uppvärmning"])  # first call of an engine is slow; do it before any user asks
         self.triager.run("uppvärmning")  # loads the lexicon's word lists
@@ -131,8 +138,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------------------- ask
 
-    def ask(self, question: str, history: Sequence[str] = (), k: int | None = None) -> Answer:
-        """Answer one question; `history` holds the user's earlier questions (for follow-ups)."""
+    def ask(self, question: str, history: Sequence[str] = (), k: int | None = None, suggest: bool = True) -> Answer:
+        """Answer one question; `history` holds the user's earlier questions (for follow-ups). A refusal offers up to
+        three nearby questions the sources answer (`suggest=False`: none, as when checking a suggestion)."""
         self.warm_up()
         t0 = time.perf_counter()
         k = k or self.config.k
@@ -153,14 +161,18 @@ class Pipeline:
         safety = self.triager.run(clean, history, vector)
         t_triage = time.perf_counter()
         query = self.processor.run(clean, history)
+        if not query.terms:  # "Vad betyder det?" with nothing earlier to refer to
+            return Answer(raw, "" if safety.suicide else NO_TOPIC_MESSAGE, (), (), True,
+                          notice=safety.notice if safety.urgent else "", reason="no_topic", triage=safety)
         t1 = time.perf_counter()
         retrieval = self.retriever.run(query, k=k)
         t2 = time.perf_counter()
         ranked = self.builder.candidates(query, retrieval)
         evidence = self.builder.evidence(query, retrieval, ranked)
-        answerable = self.builder.abstention.answerable(evidence)
+        answerable = self.builder.answerable(evidence)
         reason = ""
         citations = []
+        suggestions: tuple[str, ...] = ()
         if safety.suicide:
             text, reason = "", "suicide"  # the support notice is the whole reply: no source sentence beside it
         elif safety.advice:
@@ -168,7 +180,8 @@ class Pipeline:
         elif not answerable and safety.urgent:
             text, reason = "", "urgent"  # the urgent notice comes instead of the refusal
         elif not answerable:
-            text, reason = ABSTAIN_MESSAGE, "not_covered"
+            text, reason = refusal_text(self.profile), "not_covered"
+            suggestions = SuggestionFinder(self._answers).run(retrieval.hits, clean) if suggest else ()
         else:
             citations = self.builder.citations(self.builder.select(ranked))
             text = compose_text(citations)
@@ -183,9 +196,11 @@ class Pipeline:
             retrieval_query=query.search_text,
             reason=reason,
             triage=safety,
+            suggestions=suggestions,
             timings_ms={"triage": (t_triage - t0) * 1e3, "query": (t1 - t_triage) * 1e3,
                         "retrieve": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3},
-            details={"evidence": asdict(evidence), "p_answerable": self.builder.abstention.probability(evidence),
+            details={"evidence": {"qtype": evidence.qtype, **evidence.values},
+                     "p_answerable": self.builder.p_answerable(evidence),
                      "followup_of": query.followup_of, "resolved_question": query.resolved,
                      "corrections": query.corrections,
                      "expansions": query.expansions,
@@ -194,6 +209,18 @@ class Pipeline:
                                 "probabilities": {k: round(v, 4) for k, v in safety.probabilities.items()},
                                 "sources": safety.sources()}},
         )
+
+    def _answers(self, questions: list[str]) -> list[bool]:
+        """Whether the pipeline would answer each question with a citation (checks refusal suggestions: the
+        vectors in one batch, then retrieval and the answer decision per question)."""
+        vectors = self.retriever.encode_queries(questions)
+        out = []
+        for question, vector in zip(questions, vectors):
+            query = self.processor.run(question, ())
+            retrieval = self.retriever.run(query, k=self.config.k, query_vector=vector)
+            ranked = self.builder.candidates(query, retrieval)
+            out.append(bool(ranked) and self.builder.answerable(self.builder.evidence(query, retrieval, ranked)))
+        return out
 
     def retrieve(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list:
         """Only the retrieval step: the top-k hits for a question (the eval measures ranking deeper than k)."""

@@ -132,6 +132,7 @@ class Answer:
     retrieval_query: str = ""
     reason: str = ""
     triage: Any = None  # rag.safety.triage.Triage: level, concepts and the guidance behind the notice
+    suggestions: tuple[str, ...] = ()  # with a refusal: questions close to this one that the sources answer
     timings_ms: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -145,6 +146,7 @@ class Answer:
             "reason": self.reason,
             "retrieval_query": self.retrieval_query,
             "triage": self.triage.to_contract() if self.triage is not None else {"level": "none", "concepts": []},
+            "suggestions": list(self.suggestions),
             "citations": [
                 {
                     "n": c.n,

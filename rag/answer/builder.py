@@ -2,82 +2,46 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
+
+from rag.answer.model import ANSWER_FEATURES, SENTENCE_FEATURES, AnswerModel
+from rag.answer.qtypes import question_type, sentence_kinds, type_match
+from rag.search.analysis import definition_token
 
 from rag.search.index import CorpusIndex
 from rag.search.query import Query, QueryTerm
 from rag.search.retrieve import Retrieval
 from rag.types import Citation
 
-_DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @dataclass(frozen=True)
 class SentenceCandidate:
-    """A sentence from a retrieved passage with the signals used to rank it."""
+    """A sentence from a retrieved passage with the signals used to rank it and its score."""
 
     row: int  # index into CorpusIndex.sentences
     passage_rank: int
     passage_row: int
     dense: float
     coverage: float
-    score: float
+    score: float  # the ranker's probability that this sentence answers the question
+    features: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Signals the abstention decision is made from (also shown in the staff audit view)."""
+    """What the answer decision is made from (also shown in the staff audit view): ANSWER_FEATURES by name."""
 
-    best_dense: float = 0.0  # cosine of the best sentence to the question
-    best_coverage: float = 0.0  # idf-weighted share of question terms in the best sentence (+ its heading)
-    passage_coverage: float = 0.0  # same, in the best passage with its title and heading
-    passage_dense: float = 0.0  # cosine of the top passage
-    known_terms: float = 0.0  # idf-weighted share of question terms the corpus knows at all
+    values: dict = field(default_factory=dict)
     n_terms: int = 0
+    qtype: str = "other"
 
     def features(self) -> list[float]:
-        return [self.best_dense, self.best_coverage, self.passage_coverage, self.passage_dense, self.known_terms]
-
-
-FEATURES = ("best_dense", "best_coverage", "passage_coverage", "passage_dense", "known_terms")
-
-
-@dataclass
-class AbstentionModel:
-    """Logistic model P(answerable | evidence), fitted on the gold set's tuning split (`eval/calibrate.py`)."""
-
-    weights: list[float]
-    bias: float
-    threshold: float = 0.5
-    source: str = "default"
-    extra: dict = field(default_factory=dict)
-
-    def probability(self, evidence: Evidence) -> float:
-        z = self.bias + sum(w * x for w, x in zip(self.weights, evidence.features()))
-        return 1.0 / (1.0 + math.exp(-z))
-
-    def answerable(self, evidence: Evidence) -> bool:
-        if evidence.n_terms == 0:
-            return False
-        return self.probability(evidence) >= self.threshold
-
-    @classmethod
-    def load(cls, model: str, path: Path = _DATA / "abstention.json") -> "AbstentionModel":
-        """The calibration for `model` (by name, or by folder name for a local path such as
-        `~/models/embeddinggemma-300m`) if one was fitted, else the one fitted for the default model."""
-        table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        row = table.get(model) or table.get(Path(model).name) or table.get("default")
-        if row is None:
-            # Uncalibrated fallback: answer only when the best sentence holds most of the question's terms.
-            return cls(weights=[0.0, 8.0, 2.0, 0.0, 2.0], bias=-5.0, source="uncalibrated")
-        return cls(weights=row["weights"], bias=row["bias"], threshold=row.get("threshold", 0.5),
-                   source=row.get("source", "file"), extra=row)
+        return [self.values.get(f, 0.0) for f in ANSWER_FEATURES]
 
 
 class AnswerBuilder:
@@ -86,14 +50,12 @@ class AnswerBuilder:
     Parameters
     ----------
     index : CorpusIndex
-    abstention : AbstentionModel
+    model : AnswerModel, optional
+        The sentence ranker and answerability model (default: the shipped `rag/data/answer_model.json`).
     max_sentences : int
         At most this many quoted sentences in one answer.
     max_chars : int
         Soft length budget of the quoted text.
-    coverage_weight, local_weight, rank_weight, relative_margin : float
-        See `candidates` and `select`; defaults from `python -m eval.tune --stage answer` on the tuning split
-        (quote on the evidence sentence 0.80 with 0.6 extra sentences per answer).
     min_words : int
         Shorter sentences (fragments, headings) are never quoted.
     """
@@ -101,29 +63,19 @@ class AnswerBuilder:
     def __init__(
         self,
         index: CorpusIndex,
-        abstention: AbstentionModel,
+        model: AnswerModel | None = None,
         max_sentences: int = 3,
         max_chars: int = 700,
-        coverage_weight: float = 0.2,
-        rank_weight: float = 0.05,
-        relative_margin: float = 0.06,
         min_words: int = 4,
         parts_credit: float = 0.8,
-        local_weight: float = 0.3,
-        fragment_penalty: float = 0.03,
         alternative_credit: float = 0.9,
     ) -> None:
         self.index = index
-        self.abstention = abstention
+        self.model = model or AnswerModel.load()
         self.max_sentences = max_sentences
         self.max_chars = max_chars
-        self.coverage_weight = coverage_weight
-        self.rank_weight = rank_weight
-        self.relative_margin = relative_margin
         self.min_words = min_words
         self.parts_credit = parts_credit
-        self.local_weight = local_weight
-        self.fragment_penalty = fragment_penalty
         self.alternative_credit = alternative_credit
 
     def warm_up(self) -> "AnswerBuilder":
@@ -168,15 +120,9 @@ class AnswerBuilder:
         return covered / total if total else 0.0
 
     def candidates(self, query: Query, retrieval: Retrieval) -> list[SentenceCandidate]:
-        """Every quotable sentence of the retrieved passages, scored; one entry per sentence.
-
-        score = cosine(question, sentence)
-                + coverage_weight * idf-weighted share of the question's terms in the sentence (+ its heading)
-                + local_weight * share of the terms that tell the candidate sentences apart (idf among them)
-                + rank_weight / rank of the passage
-                - fragment_penalty for a sentence that starts in lower case (a list item cut from its lead-in)
-        """
-        rows: list[tuple[int, int, int]] = []  # (sentence row, passage rank, passage row)
+        """Every quotable sentence of the retrieved passages, with its features and the ranker's probability that
+        it answers the question, best first; one entry per sentence."""
+        rows: list[tuple[int, int, int, float]] = []  # (sentence row, passage rank, passage row, passage score)
         seen: set[int] = set()
         for hit, prow in zip(retrieval.hits, retrieval.rows):
             for srow in self.index.passage_sentences[prow]:
@@ -184,29 +130,62 @@ class AnswerBuilder:
                 if srow in seen or sentence.is_heading or len(sentence.text.split()) < self.min_words:
                     continue
                 seen.add(srow)
-                rows.append((srow, hit.rank, prow))
+                rows.append((srow, hit.rank, prow, hit.score))
         if not rows:
             return []
         qv = retrieval.query_vector
         own = list(query.terms)
+        qtype = question_type(query.question)
         matches = [[self._matches(t, self._sentence_tokens[s] | self._passage_context_tokens[p]) for t in own]
-                   for s, _, p in rows]
+                   for s, _, p, _ in rows]
         n = len(rows)
         local_idf = [t.weight * math.log(1 + n / df) if df else 0.0
                      for t, df in zip(own, (sum(m[j] > 0 for m in matches) for j in range(len(own))))]
         local_total = sum(local_idf) or 1.0
+        dense = [float(self.index.sentence_vectors[srow] @ qv) for srow, _, _, _ in rows]
+        best_dense = max(dense)
+        top_score = retrieval.hits[0].score if retrieval.hits and retrieval.hits[0].score > 0 else 1.0
+        passage_dense: dict[int, float] = {}
+        passage_cov: dict[int, float] = {}
+        targets = {t.tokens[0] for t in own if t.word.startswith("=")}
         out: list[SentenceCandidate] = []
-        for (srow, rank, prow), m in zip(rows, matches):
-            dense = float(self.index.sentence_vectors[srow] @ qv)
-            cov = self.coverage(query.terms, self._sentence_tokens[srow] | self._passage_context_tokens[prow])
-            local = sum(w * x for w, x in zip(local_idf, m)) / local_total
-            text = self.index.sentences[srow].text
-            score = dense + self.coverage_weight * cov + self.local_weight * local + self.rank_weight / rank
-            if text[:1].islower():
-                score -= self.fragment_penalty
-            out.append(SentenceCandidate(srow, rank, prow, dense, cov, score))
+        for (srow, rank, prow, pscore), m, d in zip(rows, matches, dense):
+            sentence = self.index.sentences[srow]
+            text = sentence.text
+            tokens = self._sentence_tokens[srow]
+            if prow not in passage_dense:
+                passage_dense[prow] = float(self.index.passage_vectors[prow] @ qv)
+                passage_cov[prow] = self.coverage(query.terms, self._passage_tokens(prow))
+            cov = self.coverage(query.terms, tokens | self._passage_context_tokens[prow])
+            plain = [w for w in own if not w.word.startswith("=")]
+            cov_plain = (sum(self._matches(t, tokens) > 0 for t in plain) / len(plain)) if plain else 0.0
+            kinds = sentence_kinds(text)
+            tm = type_match(qtype, kinds)
+            prows = self.index.passage_sentences[prow]
+            position = prows.index(srow) / max(1, len(prows) - 1) if srow in prows else 0.0
+            f = {
+                "dense": d, "dense_gap": d - best_dense, "passage_dense": passage_dense[prow], "inv_rank": 1.0 / rank,
+                "fused_rel": pscore / top_score, "coverage": cov, "coverage_plain": cov_plain,
+                "passage_coverage": passage_cov[prow],
+                "local": sum(w * x for w, x in zip(local_idf, m)) / local_total,
+                "both_retrievers": float(prow in retrieval.dense and prow in retrieval.lexical),
+                "len_log": min(1.5, math.log(1 + len(text)) / math.log(300)), "first": float(position == 0.0),
+                "position": position, "fragment": float(text[:1].islower()),
+                "question_mark": float(text.rstrip().endswith("?")), "type_match": tm,
+                "has_number": float(kinds.number), "list_intro": float(text.rstrip().endswith(":")),
+                "defines_target": float(bool(targets & tokens)),
+            }
+            f["dense_x_coverage"] = d * cov
+            f["type_x_number"] = tm * f["has_number"]
+            score = self.model.sentence.probability(f)
+            out.append(SentenceCandidate(srow, rank, prow, d, cov, score, f))
         out.sort(key=lambda c: (-c.score, c.row))
         return out
+
+    def _passage_tokens(self, prow: int) -> frozenset[str]:
+        return frozenset(
+            tok for s in self.index.passage_sentences[prow] for tok in self._sentence_tokens[s]
+        ) | self._passage_context_tokens[prow]
 
     def _matches(self, term: QueryTerm, tokens: frozenset[str]) -> float:
         """1 when the word itself is found; `parts_credit` when all its compound parts are ("kontakt sjuksköterska"
@@ -221,38 +200,48 @@ class AnswerBuilder:
         return best
 
     def evidence(self, query: Query, retrieval: Retrieval, ranked: list[SentenceCandidate]) -> Evidence:
+        """The question-level features the answer decision reads (ANSWER_FEATURES)."""
+        own = list(query.terms)
+        qtype = question_type(query.question)
         if not ranked or not retrieval.hits:
-            return Evidence(n_terms=len(query.terms))
+            return Evidence({f: 0.0 for f in ANSWER_FEATURES}, n_terms=len(own), qtype=qtype)
         best = ranked[0]
         top_row = retrieval.rows[0]
-        passage_tokens = frozenset(
-            tok for s in self.index.passage_sentences[top_row] for tok in self._sentence_tokens[s]
-        ) | self._passage_context_tokens[top_row]
-        own = list(query.terms)
         total = sum(self.term_weight(t) * t.weight for t in own)
         known = sum(self.term_weight(t) * t.weight for t in own if self.known(t))
-        passage_dense = float(self.index.dense.reconstruct_row(top_row) @ retrieval.query_vector)
-        return Evidence(
-            best_dense=max(c.dense for c in ranked[:3]),
-            best_coverage=best.coverage,
-            passage_coverage=self.coverage(query.terms, passage_tokens),
-            passage_dense=passage_dense,
-            known_terms=known / total if total else 0.0,
-            n_terms=len(own),
-        )
+        values = {
+            "top_score": best.score,
+            "margin": best.score - (ranked[1].score if len(ranked) > 1 else 0.0),
+            "best_dense": max(c.dense for c in ranked[:3]),
+            "passage_dense": float(self.index.passage_vectors[top_row] @ retrieval.query_vector),
+            "best_coverage": best.coverage,
+            "passage_coverage": self.coverage(query.terms, self._passage_tokens(top_row)),
+            "known_terms": known / total if total else 0.0,
+            "type_match_top": best.features.get("type_match", 0.5),
+            "n_terms_log": math.log(1 + len(own)),
+            "both_retrievers_top": float(top_row in retrieval.dense and top_row in retrieval.lexical),
+            "mean_top3": float(np.mean([c.score for c in ranked[:3]])),
+            "coverage_plain_top": best.features.get("coverage_plain", 0.0),
+        }
+        return Evidence(values, n_terms=len(own), qtype=qtype)
+
+    def p_answerable(self, evidence: Evidence) -> float:
+        return self.model.answerable.probability(evidence.values) if evidence.n_terms else 0.0
+
+    def answerable(self, evidence: Evidence) -> bool:
+        """Whether the sources answer the question: the answerability model's probability against its threshold."""
+        return evidence.n_terms > 0 and self.p_answerable(evidence) >= self.model.answerable.threshold
 
     def select(self, ranked: list[SentenceCandidate]) -> list[SentenceCandidate]:
-        """The best sentence, plus up to `max_sentences - 1` more that score within the margin, are not
+        """The best sentence, plus up to `max_sentences - 1` more whose probability is close to it, that are not
         near-duplicates and fit the length budget; returned in reading order (passage rank, position)."""
         if not ranked:
             return []
         chosen = [ranked[0]]
         budget = len(self.index.sentences[ranked[0].row].text)
-        best = ranked[0].score
+        floor = max(0.5, ranked[0].score - self.model.extra_sentence_margin)
         for cand in ranked[1:]:
-            if len(chosen) >= self.max_sentences:
-                break
-            if cand.score < best - self.relative_margin * abs(best):
+            if len(chosen) >= self.max_sentences or cand.score < floor:
                 break
             text = self.index.sentences[cand.row].text
             if budget + len(text) > self.max_chars:

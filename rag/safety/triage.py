@@ -23,10 +23,6 @@ LEVELS = ("suicide", "urgent", "advice", "none")
 """Triage levels, most serious first."""
 DEFAULT_CONTACT = "din kontaktsjuksköterska eller läkare"
 
-ABSTAIN_MESSAGE = (
-    "Det kan jag tyvärr inte svara på utifrån de källor jag har. Fråga gärna din kontaktsjuksköterska, "
-    "eller ring 1177 Vårdguiden (dygnet runt) eller läs mer på 1177.se."
-)
 
 
 @dataclass(frozen=True)

@@ -78,12 +78,32 @@ def _common_word(word: str) -> bool:
     return zipf_frequency(word, "sv") >= 4.5
 
 
+def _topic_positions(q: str) -> list[int]:
+    content = set(content_words(q))
+    return [i for i, w in enumerate(words(q)) if w in content and not w.isdigit() and not _common_word(w)]
+
+
+def names_own_subject(question: str) -> bool:
+    """True when the question names a topic of its own and does not point back before naming it: "Vad är
+    HPV-vaccin och vem får det?" and "Hur länge väntar man på strålbehandling?" do; "gäller det även
+    närstående?" points back ("det") before its topic."""
+    q = normalize_query(question).lower()
+    topics = _topic_positions(q)
+    if not topics:
+        return False
+    pronouns = [i for i, w in enumerate(words(q)) if w in _PRONOUNS]
+    return not (pronouns and pronouns[0] < topics[0] and _FOLLOWUP_START.match(q))
+
+
 def is_followup(question: str, history: Sequence[str]) -> bool:
-    """Heuristic: does the question lean on the previous one ("och för barn då?", "vem betalar det?")?"""
+    """Does the question lean on the previous one ("och för barn då?", "vem betalar det?")? A question that names
+    its own subject never does, however it starts."""
     if not history:
         return False
     q = normalize_query(question).lower()
     content = content_words(q)
+    if names_own_subject(q):
+        return False
     if _FOLLOWUP_START.match(q) or _FOLLOWUP_END.search(q):
         return True
     if not content or (len(content) == 1 and _common_word(content[0])):

@@ -135,6 +135,18 @@ class Retriever:
                 self._query_cache.popitem(last=False)
         return vector
 
+    def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
+        """Query vectors of several texts in one encoder call (cached texts are not encoded again)."""
+        with self._query_lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._query_cache]
+        if missing:
+            for text, vector in zip(missing, self.encoder.encode_queries(missing)):
+                with self._query_lock:
+                    self._query_cache[text] = vector
+                    while len(self._query_cache) > self.query_cache_size:
+                        self._query_cache.popitem(last=False)
+        return [self.encode_query(t) for t in texts]
+
     def dense_scores(self, query_vector: np.ndarray) -> dict[int, float]:
         """Dense score of the candidate passages: a mix of the passage's cosine and its best sentence's cosine.
 

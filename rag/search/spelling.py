@@ -39,11 +39,14 @@ class Speller:
     'rehabilitering'
     """
 
-    def __init__(self, counts: dict[str, int], valid_zipf: float = 3.0, min_length: int = 5) -> None:
+    def __init__(self, counts: dict[str, int], valid_zipf: float = 3.0, min_length: int = 5, splitter=None,
+                 min_target_count: int = 2) -> None:
         from symspellpy import SymSpell
 
         self.valid_zipf = valid_zipf
         self.min_length = min_length
+        self.splitter = splitter
+        self.min_target_count = min_target_count
         self.counts = {w: c for w, c in counts.items() if w.isalpha()}
         # Inflections the corpus does not happen to use ("psykosociala" when it says "psykosocialt") are not typos.
         self._stems = frozenset(stem(w) for w in self.counts)
@@ -61,15 +64,23 @@ class Speller:
 
     @classmethod
     def from_index(cls, index, **kwargs) -> "Speller":
+        kwargs.setdefault("splitter", getattr(index.lexical.analyzer, "splitter", None))
         return cls.from_texts((d.text for d in index.documents.values()), **kwargs)
 
     def is_known(self, word: str) -> bool:
+        """A corpus word, an everyday Swedish word, an inflection of a corpus word, or a compound of known words
+        ("kontaktsjuksköterska" = "kontakt" + "sjuksköterska"): never a typo."""
         return (
             word in self.counts
             or fold_accents(word) in self._folded
             or _zipf(word) >= self.valid_zipf
             or stem(word) in self._stems
+            or bool(self.splitter is not None and self.splitter.split(word))
         )
+
+    def _dictionary_word(self, folded: str) -> bool:
+        word = self._folded.get(folded, folded)
+        return _zipf(word) >= 1.5 or bool(self.splitter is not None and self.splitter.split(word))
 
     def correct(self, word: str) -> str | None:
         """The corpus word `word` was probably meant to be, or None when it looks fine or nothing is close."""
@@ -80,6 +91,9 @@ class Speller:
             return None
         distance = 1 if len(word) < 8 else 2
         suggestions = self._symspell.lookup(fold_accents(word), Verbosity.CLOSEST, max_edit_distance=distance)
+        # A word the corpus has once, that no dictionary knows and that is no compound of known words, is as likely
+        # the source's own typo ("kontaksjuksköterska") as the right spelling: never correct into it.
+        suggestions = [s for s in suggestions if s.count >= self.min_target_count or self._dictionary_word(s.term)]
         if not suggestions:
             return None
         best = max(suggestions, key=lambda s: (-s.distance, s.count))

@@ -3,7 +3,7 @@
 import pytest
 
 from rag.pipeline import MAX_QUESTION_CHARS
-from rag.safety.triage import ABSTAIN_MESSAGE
+from rag.answer.refusal import refusal_text
 
 # (question, document, a phrase of the sentence that answers it) — questions about all three founding documents.
 SEED_QUESTIONS = [
@@ -50,7 +50,7 @@ def test_the_answer_quotes_and_cites_the_answering_sentence(pipeline, question, 
 def test_out_of_scope_questions_abstain_and_point_onwards(pipeline, question):
     answer = pipeline.ask(question)
     assert answer.abstained and not answer.citations
-    assert answer.text == ABSTAIN_MESSAGE
+    assert answer.text == refusal_text(pipeline.profile)
     assert "kontaktsjuksköterska" in answer.text and "1177" in answer.text
 
 
@@ -83,11 +83,16 @@ def test_boilerplate_is_never_retrieved_or_cited(pipeline):
 
 
 def test_follow_up_is_answered_in_the_context_of_the_previous_question(pipeline):
-    first = "Hur mycket pengar avsätter regeringen årligen för en mer jämlik cancervård enligt svaret om psykosocialt stöd?"
-    answer = pipeline.ask("och vad ska barncancercentrumen analysera då?", history=[first])
+    first = "Vilket psykosocialt stöd finns för vuxna med cancer?"
+    answer = pipeline.ask("och för barn då?", history=[first])
     assert answer.details["followup_of"] == first
     assert answer.retrieval_query.startswith(first)
-    assert any(c.doc_id == "seeds/psykosocialt-stod-vid-cancer" for c in answer.citations)
+    assert not answer.abstained
+
+
+def test_a_question_with_its_own_subject_is_not_merged_with_the_previous_one(pipeline):
+    answer = pipeline.ask("Vad är HPV-vaccin och vem får det?", history=["What support is there for relatives?"])
+    assert answer.details["followup_of"] == "" and answer.retrieval_query.startswith("Vad är HPV-vaccin")
 
 
 @pytest.mark.parametrize("question, reason", [
@@ -110,3 +115,27 @@ def test_html_in_a_question_is_just_text(pipeline):
     answer = pipeline.ask("<script>alert('x')</script> Vad är SVF?")
     assert answer.question.startswith("<script>")
     assert "<script>" not in answer.text
+
+
+def test_every_example_question_the_page_offers_is_answered_from_the_sources(pipeline):
+    """The corpus profile's examples are what a first visitor clicks: each must get a cited answer whose quote is
+    about what was asked (it shares the question's main term)."""
+    from rag.search.analysis import content_words, stem
+
+    assert pipeline.profile.examples
+    for question in pipeline.profile.examples:
+        answer = pipeline.ask(question)
+        assert not answer.abstained, question
+        quoted = {stem(w) for c in answer.citations for w in content_words(c.quote)}
+        main = max(content_words(question), key=len)
+        assert stem(main) in quoted or any(stem(main) in q for q in quoted), (question, answer.text)
+
+
+def test_a_refusal_says_what_the_sources_cover_and_offers_questions_they_answer(pipeline):
+    answer = pipeline.ask("Vilka biverkningar har strålbehandling mot prostatan?")
+    assert answer.abstained and answer.reason == "not_covered"
+    assert pipeline.profile.covers in answer.text and "1177" in answer.text
+    assert 1 <= len(answer.suggestions) <= 3
+    for suggestion in answer.suggestions:
+        assert pipeline.ask(suggestion).citations, suggestion
+    assert answer.to_contract()["suggestions"] == list(answer.suggestions)
