@@ -53,11 +53,21 @@ class Document(_Record):
     url: str = ""
     path: str = ""
     headings: tuple[str, ...] = ()
+    page_starts: tuple[int, ...] = ()  # for a paged source (PDF): where each page starts in `text`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headings", tuple(self.headings))
+        object.__setattr__(self, "page_starts", tuple(self.page_starts))
         if not self.doc_id:
             raise ValueError("Document.doc_id must not be empty")
+
+    def page_of(self, offset: int) -> int:
+        """The 1-based page a character offset lies on, or 0 for a source without pages."""
+        if not self.page_starts:
+            return 0
+        import bisect
+
+        return max(1, bisect.bisect_right(self.page_starts, offset))
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class Citation(_Record):
     url: str = ""
     publisher: str = ""
     date: str = ""
+    page: int = 0  # the page of a paged source the quote starts on (0: no pages)
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,7 @@ class Answer:
                     "score": round(c.score, 6),
                     "start": c.start,
                     "end": c.end,
+                    "page": c.page,
                 }
                 for c in self.citations
             ],

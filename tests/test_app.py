@@ -178,14 +178,66 @@ def test_a_follow_up_keeps_the_triage(app):
     assert message.error and "behandlande avdelning" in message.error[0].value
 
 
-def test_the_staff_view_shows_hits_scores_ids_details_and_the_manifest(feedback_dir, monkeypatch):
-    monkeypatch.setenv("RAG_STAFF_VIEW", "1")
-    app = AppTest.from_file(APP, default_timeout=120)
+STAFF_PAGES = ("pages/granskning.py", "pages/aterkoppling.py", "pages/obesvarade.py", "pages/kallor.py")
+PASSWORD = "ett långt lösenord 2026"
+
+
+@pytest.fixture()
+def staff_file(tmp_path, monkeypatch):
+    from rag.staff import StaffAccounts
+
+    path = tmp_path / "staff.json"
+    monkeypatch.setenv("RAG_STAFF_FILE", str(path))
+    StaffAccounts(path).add("anna", PASSWORD, name="Anna Andersson")
+    return path
+
+
+def logged_in(feedback_dir) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/personal.py").run()
+    at.text_input(key="staff_username").set_value("anna")
+    at.text_input(key="staff_password").set_value(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception and at.session_state["staff"]["user"] == "anna"
+    return at
+
+
+@pytest.mark.parametrize("page", STAFF_PAGES)
+def test_every_staff_page_refuses_without_a_login(feedback_dir, staff_file, page):
+    at = AppTest.from_file(str(PROJECT_ROOT / page), default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Den här sidan är bara för personal. Logga in på sidan Personal."]
+    assert not at.main.markdown and not at.chat_input and not at.main.button
+    app = AppTest.from_file(APP, default_timeout=120)  # through the app, the page is not even registered
     app.run()
-    ask(app, "Vad är en kontaktsjuksköterska?")
-    assert not any("poäng" in m.value for m in app.main.markdown)  # patients do not see it
-    app.sidebar.toggle[0].set_value(True).run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        app.switch_page(page)
+
+
+def test_a_wrong_password_is_refused_and_counts_towards_a_lockout(feedback_dir, staff_file):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/personal.py").run()
+    for _ in range(5):
+        at.text_input(key="staff_username").set_value("anna")
+        at.text_input(key="staff_password").set_value("fel lösenord igen")
+        at.button[0].click().run()
+        assert "staff" not in at.session_state
+    at.text_input(key="staff_password").set_value(PASSWORD)
+    at.button[0].click().run()  # locked out, even with the right password
+    assert "staff" not in at.session_state and any("För många" in e.value for e in at.error)
+    from ui.staff import throttle
+
+    throttle().succeeded("anna")
+
+
+def test_after_login_the_review_page_shows_hits_scores_ids_details_and_the_manifest(feedback_dir, staff_file):
+    app = logged_in(feedback_dir)
+    app.switch_page("pages/granskning.py").run()
     assert not app.exception
+    ask(app, "Vad är ett standardiserat vårdförlopp?")
     answer = last_answer(app)
     main_md = "\n".join(m.value for m in app.main.markdown)
     for hit in answer.hits:
@@ -201,6 +253,37 @@ def test_the_staff_view_shows_hits_scores_ids_details_and_the_manifest(feedback_
     assert "Säkerhet: nivå `none`" in main_md
     manifest = "\n".join(m.value for m in app.sidebar.markdown)
     assert DEFAULT_MODEL in manifest and "Korpus-hash" in manifest and "Passager" in manifest
+
+
+def test_an_idle_staff_session_times_out(feedback_dir, staff_file, monkeypatch):
+    app = logged_in(feedback_dir)
+    app.session_state["staff"]["seen"] -= 31 * 60
+    app.switch_page("pages/aterkoppling.py").run()
+    assert "staff" not in app.session_state
+
+
+def test_feedback_and_the_gap_report_for_staff(feedback_dir, staff_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_QUESTION_LOG_DIR", str(tmp_path / "log"))
+    patient = AppTest.from_file(APP, default_timeout=120)
+    patient.run()
+    ask(patient, "Vilka biverkningar har strålbehandling mot prostatan? Jag heter Anna Svensson")
+    turn_id = patient.session_state["turns"][-1]["id"]
+    patient.feedback(key=f"rating-{turn_id}").set_value(0)
+    patient.text_input(key=f"comment-{turn_id}").set_value("Fick inget svar, ring 070-123 45 67")
+    patient.button(key=f"send-{turn_id}").click().run()
+    app = logged_in(feedback_dir)
+    app.switch_page("pages/aterkoppling.py").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert len(table) == 1 and "[telefonnummer]" in table["comment"][0] and "070" not in table["comment"][0]
+    app.selectbox(key="fb_rating").set_value("👍 Till hjälp").run()
+    assert len(app.dataframe[0].value) == 0
+    app.switch_page("pages/obesvarade.py").run()
+    assert not app.exception
+    labels = [e.label for e in app.expander]
+    assert labels and any("frågor" in label for label in labels)
+    texts = " ".join(m.value for e in app.expander for m in e.markdown)
+    assert "biverkningar har strålbehandling" in texts and "Svensson" not in texts  # redacted before disk
 
 
 def test_html_in_a_question_is_shown_as_text(app):

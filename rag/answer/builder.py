@@ -290,10 +290,12 @@ class AnswerBuilder:
             last = self._with_list_items(group[-1])
             doc = self.index.documents[first.doc_id]
             passage = self.index.passages[group[0].passage_row]
+            page = doc.page_of(first.start)
+            url = f"{doc.url}#page={page}" if page and doc.url and "#" not in doc.url else doc.url
             out.append(Citation(
                 n=n, passage_id=passage.passage_id, doc_id=doc.doc_id, quote=doc.text[first.start : last.end],
                 start=first.start, end=last.end, score=max(c.score for c in group),
-                title=doc.title, url=doc.url, publisher=doc.publisher, date=doc.date,
+                title=doc.title, url=url, publisher=doc.publisher, date=doc.date, page=page,
             ))
         return out
 

@@ -19,10 +19,12 @@ class Refusal:
 
 def refusal_text(profile: CorpusProfile) -> str:
     """The refusal in plain Swedish, from the corpus profile (what the sources cover, where to turn)."""
-    covers = profile.covers.rstrip(".")
+    from rag.ingest.profile import DEFAULT_COVERS
+
     elsewhere = profile.elsewhere.rstrip(".")
     elsewhere = elsewhere[:1].upper() + elsewhere[1:]
-    return (f"Det kan jag tyvärr inte svara på utifrån källorna. De handlar om {covers}. {elsewhere}.")
+    covers = "" if profile.covers == DEFAULT_COVERS else f" De handlar om {profile.covers.rstrip('.')}."
+    return f"Det kan jag tyvärr inte svara på utifrån källorna.{covers} {elsewhere}."
 
 
 def suggestion_for(hit: Hit) -> str:

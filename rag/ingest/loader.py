@@ -11,11 +11,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from rag.ingest.formats import PAGE_MARK, guess_txt_headings, read_docx, read_html, read_markdown, read_pdf
 from rag.ingest.profile import PROFILE_FILE, CorpusProfile
+from rag.ingest.sources import REMOVED_FILE, removed_paths
 from rag.text import normalize_text
 from rag.types import Document
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 DEFAULT_MAX_FILE_MB = 20.0
 """Larger files are skipped with a message (env RAG_MAX_FILE_MB): a patient leaflet or care programme is far
 smaller, and a 50 MB text would take many minutes to index."""
@@ -104,184 +106,6 @@ def strip_boilerplate(text: str, patterns: Iterable[re.Pattern[str]] | None = No
                 break
     cleaned = "\n".join(l for l, k in zip(lines, keep) if k)
     return normalize_text(cleaned)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Format readers: each returns (text, headings, metadata found in the file)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def markdown_to_blocks(source: str) -> list[tuple[str, str]]:
-    """Turn Markdown into (kind, text) blocks with markdown-it: kind is heading, paragraph, item or row.
-
-    Inline markup (emphasis, links) keeps only its text; a paragraph that is nothing but a link is
-    navigation and is dropped; table rows become cells joined by " | ".
-    """
-    from markdown_it import MarkdownIt
-
-    tokens = MarkdownIt("commonmark").enable("table").parse(source)
-    blocks: list[tuple[str, str]] = []
-    list_depth = 0
-    row: list[str] | None = None
-    pending_kind = "paragraph"
-    for tok in tokens:
-        if tok.type in ("bullet_list_open", "ordered_list_open"):
-            list_depth += 1
-        elif tok.type in ("bullet_list_close", "ordered_list_close"):
-            list_depth -= 1
-        elif tok.type == "heading_open":
-            pending_kind = "heading"
-        elif tok.type == "paragraph_open":
-            pending_kind = "item" if list_depth else "paragraph"
-        elif tok.type == "tr_open":
-            row = []
-        elif tok.type == "tr_close" and row is not None:
-            cells = [c for c in row if c]
-            if cells:
-                blocks.append(("row", " | ".join(cells)))
-            row = None
-        elif tok.type in ("fence", "code_block"):
-            blocks.append(("paragraph", tok.content.strip()))
-        elif tok.type == "inline":
-            children = tok.children or []
-            text = _inline_text(children)
-            if row is not None:
-                row.append(text)
-                continue
-            kinds = {c.type for c in children if not (c.type == "text" and not c.content.strip())}
-            if pending_kind != "heading" and kinds and kinds <= {"link_open", "link_close", "text", "softbreak"} and (
-                "link_open" in kinds and _is_link_only(children)
-            ):
-                continue
-            if text:
-                blocks.append((pending_kind, text))
-            pending_kind = "paragraph"
-    return blocks
-
-
-def _inline_text(children) -> str:
-    parts = []
-    for child in children:
-        if child.type in ("text", "code_inline"):
-            parts.append(child.content)
-        elif child.type == "softbreak":
-            parts.append(" ")
-        elif child.type == "hardbreak":
-            parts.append("\n")
-        elif child.type == "image":
-            parts.append(child.content or "")
-    return re.sub(r"[ \t]+", " ", "".join(parts)).strip()
-
-
-def _is_link_only(children) -> bool:
-    depth, outside = 0, []
-    for child in children:
-        if child.type == "link_open":
-            depth += 1
-        elif child.type == "link_close":
-            depth -= 1
-        elif depth == 0 and child.type == "text":
-            outside.append(child.content)
-    return not "".join(outside).strip()
-
-
-def blocks_to_text(blocks: list[tuple[str, str]]) -> tuple[str, list[str]]:
-    """Join blocks into text (blank line between blocks, list items and table rows one per line)."""
-    out: list[str] = []
-    headings: list[str] = []
-    prev_kind = None
-    for kind, text in blocks:
-        if kind == "item":
-            text = "• " + text
-        if out:
-            out.append("\n" if kind in ("item", "row") and prev_kind == kind else "\n\n")
-        out.append(text)
-        if kind == "heading":
-            headings.append(text)
-        prev_kind = kind
-    return "".join(out), headings
-
-
-def read_markdown(source: str) -> tuple[str, list[str], dict]:
-    text, headings = blocks_to_text(markdown_to_blocks(source))
-    return text, headings, {"title": headings[0] if headings else ""}
-
-
-def read_html(source: str) -> tuple[str, list[str], dict]:
-    """Main text of a web page with trafilatura (drops navigation, cookie banners, footers), as Markdown blocks."""
-    import trafilatura
-
-    markdown = trafilatura.extract(
-        source, output_format="markdown", include_formatting=True, include_tables=True, include_links=False,
-        include_comments=False, favor_recall=True,
-    )
-    if not markdown:  # trafilatura gives up on tiny pages: keep their text rather than lose the file
-        markdown = trafilatura.html2txt(source) or ""
-    meta_obj = trafilatura.extract_metadata(source)
-    meta = {}
-    if meta_obj is not None:
-        m = meta_obj.as_dict()
-        meta = {"title": m.get("title") or "", "date": m.get("date") or "", "publisher": m.get("sitename") or "",
-                "url": m.get("url") or ""}
-    text, headings = blocks_to_text(markdown_to_blocks(markdown))
-    if not meta.get("title") and headings:
-        meta["title"] = headings[0]
-    return text, headings, meta
-
-
-def read_pdf(path: Path) -> tuple[str, list[str], dict]:
-    """Text of every page with pypdf (pages separated by blank lines), title/date from the PDF metadata."""
-    from pypdf import PdfReader
-
-    reader = PdfReader(str(path))
-    if reader.is_encrypted:
-        try:
-            reader.decrypt("")
-        except Exception as exc:  # pypdf raises several types for bad passwords
-            raise ValueError(f"encrypted PDF ({exc})") from exc
-    pages = [(page.extract_text() or "").strip() for page in reader.pages]
-    # PDF text lines are layout lines, not paragraphs: join wrapped lines, keep blank-line paragraphs.
-    text = "\n\n".join(_unwrap_pdf_lines(p) for p in pages if p)
-    meta = {}
-    info = reader.metadata
-    if info is not None:
-        meta["title"] = (info.title or "").strip()
-        created = info.get("/CreationDate")
-        if isinstance(created, str) and re.match(r"D:\d{8}", created):
-            meta["date"] = f"{created[2:6]}-{created[6:8]}-{created[8:10]}"
-    return text, [], meta
-
-
-def _unwrap_pdf_lines(page: str) -> str:
-    page = re.sub(r"(\w)-\n(\w)", r"\1\2", page)  # hyphenated line breaks
-    page = re.sub(r"(?<![.!?:])\n(?=[a-zåäö0-9(])", " ", page)  # wrapped sentence continues in lower case
-    return page
-
-
-_HEADING_TXT = re.compile(r"^[A-ZÅÄÖ0-9][^\n]{0,100}$")
-
-
-def guess_txt_headings(text: str) -> list[str]:
-    """Headings of plain text: short single lines without sentence punctuation, followed by more text."""
-    lines = text.split("\n")
-    headings = []
-    for i, line in enumerate(lines):
-        s = line.strip()
-        if (
-            s
-            and _HEADING_TXT.match(s)
-            and len(s.split()) <= 12
-            and not re.search(r"[.,;:!]$", s)
-            and not s.startswith("•")
-            and _next_line_is_prose(lines, i)
-        ):
-            headings.append(s)
-    return headings
-
-
-def _next_line_is_prose(lines: list[str], i: int) -> bool:
-    following = next((l.strip() for l in lines[i + 1 :] if l.strip()), "")
-    return len(following.split()) >= 6 or following.startswith("•")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -422,7 +246,7 @@ def corpus_fingerprint(root: Path) -> str:
     root = Path(root)
     h = hashlib.sha256(f"ingest-v{INGEST_VERSION}".encode())
     files = corpus_files(root) if root.is_dir() else []
-    extra = [root / name for name in (METADATA_FILE, PROFILE_FILE) if (root / name).is_file()]
+    extra = [root / name for name in (METADATA_FILE, PROFILE_FILE, REMOVED_FILE) if (root / name).is_file()]
     for p in files + extra:
         h.update(os.fsencode(p.relative_to(root).as_posix()) + b"\0")
         try:
@@ -445,6 +269,19 @@ def _file_digest(path: Path) -> bytes:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.digest()
+
+
+def take_page_marks(text: str) -> tuple[str, list[int]]:
+    """Remove the PAGE_MARK characters a PDF reader put in; return the text and where each page starts in it."""
+    if PAGE_MARK not in text:
+        return text, []
+    starts, out, at = [], [], 0
+    for i, piece in enumerate(text.split(PAGE_MARK)):
+        if i:
+            starts.append(at)
+        out.append(piece)
+        at += len(piece)
+    return "".join(out), starts
 
 
 class CorpusLoader:
@@ -470,6 +307,7 @@ class CorpusLoader:
         result = CorpusLoad(problems=problems)
         seen_ids: set[str] = set()
         seen_texts: dict[str, str] = {}
+        removed = removed_paths(root)
         files = corpus_files(root)
         limit = max_file_bytes()
         for i, path in enumerate(files):
@@ -481,6 +319,9 @@ class CorpusLoader:
                 continue
             if not _inside(path, root):
                 result.problems.append(IngestProblem(rel, "skipped: a link to a file outside the corpus folder"))
+                continue
+            if rel in removed:
+                result.problems.append(IngestProblem(rel, f"skipped: taken out of the index by staff ({REMOVED_FILE})"))
                 continue
             try:
                 size = path.stat().st_size
@@ -526,6 +367,8 @@ class CorpusLoader:
         suffix = path.suffix.lower()
         if suffix == ".pdf":
             text, headings, found = read_pdf(path)
+        elif suffix == ".docx":
+            text, headings, found = read_docx(path)
         else:
             source, encoding = decode_bytes(data)
             if encoding != "utf-8":
@@ -536,10 +379,10 @@ class CorpusLoader:
                 text, headings, found = read_html(source)
             else:
                 text, headings, found = source, [], {}
-        text = strip_boilerplate(normalize_text(text))
+        text, page_starts = take_page_marks(strip_boilerplate(normalize_text(text)))
         if not text:
             raise ValueError("no text left after extraction and boilerplate removal")
-        if suffix not in (".md", ".markdown", ".html", ".htm"):
+        if suffix not in (".md", ".markdown", ".html", ".htm", ".docx"):
             headings = guess_txt_headings(text)
         title = meta.get("title") or found.get("title") or (headings[0] if headings else "") or path.stem
         doc = Document(
@@ -551,5 +394,6 @@ class CorpusLoader:
             url=meta.get("url") or found.get("url") or "",
             path=rel,
             headings=tuple(normalize_text(h) for h in headings if normalize_text(h) in text),
+            page_starts=tuple(page_starts),
         )
         return doc, warning
