@@ -91,6 +91,40 @@ def answer_one(pipeline: Pipeline, user_input: UserInput, log) -> Answer:
     return answer
 
 
+def staff_command(args: argparse.Namespace) -> int:
+    """`python -m rag staff add|remove|list`: manage the staff accounts (bcrypt hashes; no default account)."""
+    import getpass
+
+    from rag.staff import StaffAccounts
+
+    accounts = StaffAccounts()
+    try:
+        if args.action == "list":
+            for user in accounts.users():
+                print(f"{user.username}\t{user.name}")
+            return 0
+        if not args.username:
+            print("error: give a user name", file=sys.stderr)
+            return 2
+        if args.action == "remove":
+            gone = accounts.remove(args.username)
+            print(f"{args.username}: {'removed' if gone else 'no such account'}", file=sys.stderr)
+            return 0 if gone else 1
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Password again: ") != password:
+                print("error: the passwords differ", file=sys.stderr)
+                return 2
+        accounts.add(args.username, password, name=args.name)
+        print(f"{args.username}: saved in {accounts.path}", file=sys.stderr)
+        return 0
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rag", description="Swedish cancer-care question answering.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,7 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             p.add_argument("question", nargs="?", help="the question; without it, questions are read from stdin")
             p.add_argument("--json", action="store_true", help="one JSON object per input line on stdout")
+    staff = sub.add_parser("staff", help="staff accounts for the workspace (file: $RAG_STAFF_FILE)")
+    staff.add_argument("action", choices=("add", "remove", "list"))
+    staff.add_argument("username", nargs="?")
+    staff.add_argument("--name", default="", help="the person's name, shown when logged in")
+    staff.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
     args = parser.parse_args(argv)
+    if args.command == "staff":
+        return staff_command(args)
     if args.k <= 0:
         parser.error("--k must be a positive number")
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
