@@ -46,7 +46,7 @@ def default_index_dir(model: str) -> Path:
 class PipelineConfig:
     """Everything that decides how questions are answered; checked on creation."""
 
-    corpus_dir: Path = PROJECT_ROOT / "corpus"
+    corpus_dir: Path = field(default_factory=lambda: Path(os.environ.get("RAG_CORPUS_DIR") or PROJECT_ROOT / "corpus"))
     index_dir: Path | None = None
     model: str = DEFAULT_MODEL
     mode: str = "hybrid"
