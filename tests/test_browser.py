@@ -47,7 +47,7 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log_path, timeout: fl
 def streamlit_server(tmp_path, **env_overrides):
     """`streamlit run app.py` on a free port with `env_overrides`; always terminated afterwards."""
     port = free_port()
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "RAG_FEEDBACK_DIR": str(tmp_path / "fb"),
+    env = {**os.environ, "RAG_FEEDBACK_DIR": str(tmp_path / "fb"),
            **env_overrides}
     log_path = tmp_path / "streamlit.log"
     with open(log_path, "wb") as log:
