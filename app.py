@@ -16,8 +16,8 @@ from ui.staff import current_staff
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent
 ICON = ROOT / "assets" / "icon.png"
-STAFF_PAGES = (("pages/granskning.py", "Granskning"), ("pages/aterkoppling.py", "Återkoppling"),
-               ("pages/obesvarade.py", "Obesvarade frågor"), ("pages/kallor.py", "Källor"))
+STAFF_PAGES = (("ui/pages/granskning.py", "Granskning"), ("ui/pages/aterkoppling.py", "Återkoppling"),
+               ("ui/pages/obesvarade.py", "Obesvarade frågor"), ("ui/pages/kallor.py", "Källor"))
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         st.stop()
     staff = current_staff()
     pages = [st.Page(chat_page, title="Chatt", url_path="chatt", default=True),
-             st.Page(str(ROOT / "pages" / "personal.py"), title="Personal", url_path="personal")]
+             st.Page(str(ROOT / "ui" / "pages" / "personal.py"), title="Personal", url_path="personal")]
     if staff is not None:  # patients never see, and cannot open, the staff pages
         pages += [st.Page(str(ROOT / path), title=title) for path, title in STAFF_PAGES]
     st.navigation(pages, position="sidebar" if staff is not None else "hidden").run()

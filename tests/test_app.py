@@ -178,7 +178,7 @@ def test_a_follow_up_keeps_the_triage(app):
     assert message.error and "behandlande avdelning" in message.error[0].value
 
 
-STAFF_PAGES = ("pages/granskning.py", "pages/aterkoppling.py", "pages/obesvarade.py", "pages/kallor.py")
+STAFF_PAGES = ("ui/pages/granskning.py", "ui/pages/aterkoppling.py", "ui/pages/obesvarade.py", "ui/pages/kallor.py")
 PASSWORD = "ett långt lösenord 2026"
 
 
@@ -195,7 +195,7 @@ def staff_file(tmp_path, monkeypatch):
 def logged_in(feedback_dir) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/personal.py").run()
+    at.switch_page("ui/pages/personal.py").run()
     at.text_input(key="staff_username").set_value("anna")
     at.text_input(key="staff_password").set_value(PASSWORD)
     at.button[0].click().run()
@@ -219,7 +219,7 @@ def test_every_staff_page_refuses_without_a_login(feedback_dir, staff_file, page
 def test_a_wrong_password_is_refused_and_counts_towards_a_lockout(feedback_dir, staff_file):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/personal.py").run()
+    at.switch_page("ui/pages/personal.py").run()
     for _ in range(5):
         at.text_input(key="staff_username").set_value("anna")
         at.text_input(key="staff_password").set_value("fel lösenord igen")
@@ -235,7 +235,7 @@ def test_a_wrong_password_is_refused_and_counts_towards_a_lockout(feedback_dir, 
 
 def test_after_login_the_review_page_shows_hits_scores_ids_details_and_the_manifest(feedback_dir, staff_file):
     app = logged_in(feedback_dir)
-    app.switch_page("pages/granskning.py").run()
+    app.switch_page("ui/pages/granskning.py").run()
     assert not app.exception
     ask(app, "Vad är ett standardiserat vårdförlopp?")
     answer = last_answer(app)
@@ -258,7 +258,7 @@ def test_after_login_the_review_page_shows_hits_scores_ids_details_and_the_manif
 def test_an_idle_staff_session_times_out(feedback_dir, staff_file, monkeypatch):
     app = logged_in(feedback_dir)
     app.session_state["staff"]["seen"] -= 31 * 60
-    app.switch_page("pages/aterkoppling.py").run()
+    app.switch_page("ui/pages/aterkoppling.py").run()
     assert "staff" not in app.session_state
 
 
@@ -272,13 +272,13 @@ def test_feedback_and_the_gap_report_for_staff(feedback_dir, staff_file, tmp_pat
     patient.text_input(key=f"comment-{turn_id}").set_value("Fick inget svar, ring 070-123 45 67")
     patient.button(key=f"send-{turn_id}").click().run()
     app = logged_in(feedback_dir)
-    app.switch_page("pages/aterkoppling.py").run()
+    app.switch_page("ui/pages/aterkoppling.py").run()
     assert not app.exception
     table = app.dataframe[0].value
     assert len(table) == 1 and "[telefonnummer]" in table["comment"][0] and "070" not in table["comment"][0]
     app.selectbox(key="fb_rating").set_value("👍 Till hjälp").run()
     assert len(app.dataframe[0].value) == 0
-    app.switch_page("pages/obesvarade.py").run()
+    app.switch_page("ui/pages/obesvarade.py").run()
     assert not app.exception
     labels = [e.label for e in app.expander]
     assert labels and any("frågor" in label for label in labels)

@@ -208,3 +208,35 @@ def test_on_a_new_machine_the_page_says_it_prepares_the_model_then_serves(tmp_pa
                 browser.close()
     assert preparation_needed(DEFAULT_MODEL) == ""  # the export is now in the new machine's cache
     assert (index_dir / pipeline.config.index_dir.name / "manifest.json").is_file()
+
+
+def test_staff_pages_refuse_without_login_and_open_after_it(tmp_path):
+    """In the real browser: a staff page's address without a login shows the patient chat, never staff content;
+    /personal logs in, and then the staff pages are in the menu."""
+    from rag.staff import StaffAccounts
+
+    sync_api, chromium = browser_or_skip()
+    staff_file = tmp_path / "staff.json"
+    StaffAccounts(staff_file).add("anna", "ett långt lösenord 2026", name="Anna Andersson")
+    with streamlit_server(tmp_path, RAG_STAFF_FILE=str(staff_file)) as url:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="sv-SE")  # sidebar open
+                for path in ("granskning", "aterkoppling", "obesvarade", "kallor"):
+                    page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+                    page.locator('[data-testid="stChatInputTextArea"]').wait_for(timeout=120_000)
+                    body = page.inner_text("body")
+                    assert "Granskning" not in body and "Exportera som CSV" not in body and "Logga ut" not in body
+                page.goto(f"{url}/personal", wait_until="domcontentloaded")
+                page.get_by_label("Användarnamn").fill("anna")
+                page.get_by_label("Lösenord").fill("ett långt lösenord 2026")
+                page.get_by_role("button", name="Logga in").click()
+                page.get_by_text("Inloggad som").wait_for(timeout=60_000)
+                nav = page.locator('[data-testid="stSidebarNav"]')
+                nav.wait_for(timeout=60_000)
+                nav_text = nav.inner_text()
+            finally:
+                browser.close()
+    for title in ("Granskning", "Återkoppling", "Obesvarade frågor", "Källor"):
+        assert title in nav_text
