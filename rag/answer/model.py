@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,8 +72,13 @@ class AnswerModel:
     provenance: dict = field(default_factory=dict)
 
     @classmethod
+    def load(cls, path: Path | None = None) -> "AnswerModel":
+        """The shipped model, or the file RAG_ANSWER_MODEL names (to measure another fit, e.g. leave-one-out)."""
+        return cls._load(Path(path or os.environ.get("RAG_ANSWER_MODEL") or DATA_PATH))
+
+    @classmethod
     @lru_cache(maxsize=4)
-    def load(cls, path: Path = DATA_PATH) -> "AnswerModel":
+    def _load(cls, path: Path) -> "AnswerModel":
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(LogisticModel.from_dict(data["sentence"]), LogisticModel.from_dict(data["answerable"]),
                    float(data.get("extra_sentence_margin", 0.15)), data.get("provenance", {}))
