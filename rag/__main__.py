@@ -67,6 +67,15 @@ def format_answer(answer: Answer) -> str:
     return "\n".join(lines)
 
 
+def json_line(obj) -> str:
+    """One JSON object on one line, with the characters that some readers take for line ends (U+2028, U+2029,
+    NEL, and the other str.splitlines separators) escaped, so output lines stay aligned with input lines."""
+    text = json.dumps(obj, ensure_ascii=False)
+    for ch in ("\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"):
+        text = text.replace(ch, f"\\u{ord(ch):04x}")
+    return text
+
+
 def _read_inputs(stream) -> list[UserInput]:
     """One question per input line (split at "\n" only); a line may be a JSON object {"question", "history"}.
     A bad line becomes an input with an error message, so every input line gets exactly one output line."""
@@ -169,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for user_input in inputs:
         answer = answer_one(pipeline, user_input, log)
         if args.json:
-            sys.stdout.write(json.dumps(answer.to_contract(), ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(answer.to_contract()) + "\n")
             sys.stdout.flush()
         else:
             print(format_answer(answer) + "\n")

@@ -53,7 +53,7 @@ _PHONE = re.compile(
     r"(?![\d])"
 )
 # E-mail, also written to dodge filters: "anna (at) example.se", "anna [at] example dot se", "anna snabel-a ex.se".
-_AT = r"(?:@|\s*[\(\[\{]\s*(?:at|snabel-?a)\s*[\)\]\}]\s*|\s+(?:at|snabel-?a)\s+)"
+_AT = r"(?:\s*@\s*|\s*[\(\[\{]\s*(?:at|snabel-?a)\s*[\)\]\}]\s*|\s+(?:at|snabel-?a)\s+)"
 _DOT = r"(?:\.|\s*[\(\[\{]\s*(?:dot|punkt)\s*[\)\]\}]\s*|\s+(?:dot|punkt)\s+)"
 _EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+{_AT}[\w-]+(?:{_DOT}[\w-]+)+", re.IGNORECASE)
 # Names, where they can be told: after "jag heter", "mitt namn är", a greeting sign-off or a title; and a first name
@@ -64,6 +64,14 @@ _NAME_AFTER = re.compile(
     r"vänliga hälsningar|hälsar|dr|doktor|läkaren|sjuksköterskan|kontaktsjuksköterskan|syster|barnmorskan)\b[,:]?\s+)"
     rf"(?P<name>{_CAP}(?:\s+{_CAP}){{0,2}})"
 )
+# "jag heter anna", "JAG HETER ANNA": after the plainest introducers the next word is a name whatever its case.
+_NAME_AFTER_PLAIN = re.compile(
+    r"(?i:\b(?:jag heter|heter jag|mitt namn är|mitt namn e|namnet är|jag är)\s+)"
+    r"(?P<name>[^\W\d_]{2,}(?:-[^\W\d_]+)?(?:\s+[A-ZÅÄÖ][A-ZÅÄÖa-zåäö]+(?:son|sson|berg|ström|lund|gren|qvist|kvist))?)"
+)
+_NOT_NAMES = frozenset({"orolig", "rädd", "sjuk", "mamma", "pappa", "anhörig", "närstående", "patient", "trött", "ledsen",
+                        "osäker", "inte", "också", "en", "ett", "så", "väldigt", "mycket", "här", "nyfiken",
+                        "förälder", "sjuksköterska", "läkare", "undersköterska", "kurator", "gravid", "ensam"})
 _SURNAME = re.compile(
     rf"\b{_CAP}\s+[A-ZÅÄÖ][a-zåäö]*(?:ss?on|berg|ström|strom|lund|gren|qvist|kvist|dahl|blad|holm|stedt|ander|"
     r"ell|lin|man|sköld|bäck|fors|gård|ros|hed|sjö|wall|ling)\b"
@@ -162,6 +170,9 @@ def _find_phones(text: str) -> list[tuple[int, int, str]]:
 
 def _find_names(text: str) -> list[tuple[int, int, str]]:
     spans = [(m.start("name"), m.end("name"), NAME_TAG) for m in _NAME_AFTER.finditer(text)]
+    spans += [(m.start("name"), m.end("name"), NAME_TAG) for m in _NAME_AFTER_PLAIN.finditer(text)
+              if m.group("name").split()[0].lower() not in _NOT_NAMES
+              and not any(a <= m.start("name") < b for a, b, _ in spans)]
     taken = [(a, b) for a, b, _ in spans]
     spans += [(m.start(), m.end(), NAME_TAG) for m in _SURNAME.finditer(text)
               if not any(a < m.end() and m.start() < b for a, b in taken)]
@@ -176,7 +187,7 @@ def redact_record(record: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             return redact(value)
         if isinstance(value, Mapping):
-            return {k: clean(v, str(k)) for k, v in value.items()}
+            return {(redact(k) if isinstance(k, str) else k): clean(v, str(k)) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in value]
         return value
@@ -277,8 +288,7 @@ class FeedbackStore:
         with self._lock:
             created = not self.path.exists()
             if not self.directory.exists():
-                self.directory.mkdir(parents=True, mode=0o750, exist_ok=True)
-                os.chmod(self.directory, 0o750)  # whatever the umask: feedback is readable by the service only
+                _make_private_dirs(self.directory)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 size = os.fstat(fd).st_size
@@ -316,6 +326,21 @@ class FeedbackStore:
                 if isinstance(row, dict):
                     records.append(row)
         return records
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create the folder and any missing parents with mode 0750, whatever the umask (only folders created here)."""
+    missing = []
+    path = Path(directory)
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o750)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o750)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -9,6 +9,7 @@ Nothing here raises on user input: problems are returned as Swedish messages.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,9 +33,12 @@ class UserInput:
     error: str = ""  # set when there is no question to answer at all: the message to show instead
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def clean_text(value: str) -> str:
-    """Valid Unicode: lone surrogates (from JSON "\\ud800" or undecodable file names) become U+FFFD."""
-    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _has_surrogates(value) else value
+    """Valid Unicode: each lone surrogate (from JSON "\\ud800" or an undecodable file name) becomes one U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value) if _has_surrogates(value) else value
 
 
 def _has_surrogates(value: str) -> bool:

@@ -26,6 +26,9 @@ from rag.types import Answer
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 EMPTY_MESSAGE = "Skriv en fråga, till exempel: ”Vad är ett standardiserat vårdförlopp?”"
+QUESTION_WORDS = frozenset({"betyder", "innebär", "innebar", "menas", "menar", "handlar", "heter", "kallas", "står",
+                            "gäller", "funkar", "fungerar", "sant", "rätt", "okej", "ok", "nu", "här", "där", "sen"})
+"""Words that ask about something without naming it: a question of only these has no topic of its own."""
 NO_TOPIC_MESSAGE = (
     "Vad syftar du på? Skriv gärna hela frågan, till exempel ”Vad betyder standardiserat vårdförlopp?”"
 )
@@ -146,6 +149,9 @@ class Pipeline:
         k = k or self.config.k
         user_input = from_values(question, history)
         raw, history = user_input.question, user_input.history
+        if len(raw) > 4 * MAX_QUESTION_CHARS:  # refuse a huge input before any work on it
+            return Answer(raw, TOO_LONG_MESSAGE.format(n=len(raw), limit=MAX_QUESTION_CHARS), (), (), True,
+                          reason="too_long")
         clean = normalize_query(raw)
         if not clean:
             return Answer(raw, EMPTY_MESSAGE, (), (), True, reason="empty")
@@ -161,7 +167,8 @@ class Pipeline:
         safety = self.triager.run(clean, history, vector)
         t_triage = time.perf_counter()
         query = self.processor.run(clean, history)
-        if not query.terms:  # "Vad betyder det?" with nothing earlier to refer to
+        if not any(t.weight == 1.0 and t.word not in QUESTION_WORDS and not t.word.startswith("=") for t in query.terms) \
+                and not query.followup_of:  # "Vad betyder det?" with nothing earlier to refer to
             return Answer(raw, "" if safety.suicide else NO_TOPIC_MESSAGE, (), (), True,
                           notice=safety.notice if safety.urgent else "", reason="no_topic", triage=safety)
         t1 = time.perf_counter()

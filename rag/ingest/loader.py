@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Iterable
 from rag.ingest.formats import PAGE_MARK, guess_txt_headings, read_docx, read_html, read_markdown, read_pdf
 from rag.ingest.profile import PROFILE_FILE, CorpusProfile
 from rag.ingest.sources import REMOVED_FILE, removed_paths
+from rag.inputs import clean_text
 from rag.text import normalize_text
 from rag.types import Document
 
@@ -22,6 +24,8 @@ DEFAULT_MAX_FILE_MB = 20.0
 """Larger files are skipped with a message (env RAG_MAX_FILE_MB): a patient leaflet or care programme is far
 smaller, and a 50 MB text would take many minutes to index."""
 METADATA_FIELDS = ("title", "publisher", "date", "url")
+MAX_FIELD_CHARS = {"title": 300, "publisher": 200, "date": 40, "url": 2000}
+"""Longer metadata is cut: a title goes into every passage's embedding text."""
 METADATA_FILE = "metadata.jsonl"
 # Bump when ingest or splitting changes what goes into the index: every stored index becomes stale.
 INGEST_VERSION = "3"
@@ -155,7 +159,9 @@ def max_file_bytes() -> int:
         mb = float(os.environ.get("RAG_MAX_FILE_MB") or DEFAULT_MAX_FILE_MB)
     except ValueError:
         mb = DEFAULT_MAX_FILE_MB
-    return int(max(0.001, mb) * 1024 * 1024)
+    if not math.isfinite(mb) or mb <= 0:
+        mb = DEFAULT_MAX_FILE_MB
+    return int(min(max(0.001, mb), 100_000) * 1024 * 1024)
 
 
 def _clean_metadata(row: dict, no: int) -> tuple[dict, list[str]]:
@@ -170,11 +176,17 @@ def _clean_metadata(row: dict, no: int) -> tuple[dict, list[str]]:
         if not isinstance(value, str):
             dropped.append(f"{name} is {type(value).__name__}, not text")
             continue
+        cleaned = clean_text(value)
+        if cleaned != value:
+            dropped.append(f"{name} held characters that are not valid text (replaced by \ufffd)")
+        if len(cleaned) > MAX_FIELD_CHARS[name]:
+            dropped.append(f"{name} is longer than {MAX_FIELD_CHARS[name]} characters (cut)")
+        value = cleaned[: MAX_FIELD_CHARS[name]]
         if name == "url" and not re.match(r"(?i)https?://", value.strip()):
             dropped.append(f"url {value[:40]!r} is not an http(s) address")
             continue
         out[name] = value.strip()
-    return out, [f"line {no}: {d}: ignored" for d in dropped]
+    return out, [f"line {no}: {d}" + ("" if d.endswith(")") else ": ignored") for d in dropped]
 
 
 def load_metadata(root: Path) -> tuple[dict[str, dict], list[IngestProblem]]:
@@ -215,7 +227,7 @@ def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
         return True
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
         return False
 
 
@@ -384,7 +396,8 @@ class CorpusLoader:
             raise ValueError("no text left after extraction and boilerplate removal")
         if suffix not in (".md", ".markdown", ".html", ".htm", ".docx"):
             headings = guess_txt_headings(text)
-        title = meta.get("title") or found.get("title") or (headings[0] if headings else "") or path.stem
+        title = (meta.get("title") or clean_text(found.get("title") or "") or (headings[0] if headings else "")
+                 or path.stem)[: MAX_FIELD_CHARS["title"]]
         doc = Document(
             doc_id=rel.rsplit(".", 1)[0],
             title=normalize_text(title),

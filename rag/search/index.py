@@ -19,6 +19,7 @@ from embeddings.cache import CachedEncoder
 from rag.search.analysis import ANALYZER_VERSION, SwedishAnalyzer
 from rag.ingest.loader import CorpusLoader, IngestProblem, corpus_fingerprint
 from rag.search.lexical import LexicalIndex
+from rag.search.manifest import manifest_problem
 from rag.search.location import (INDEX_KIND, build_lock, cache_root, check_location, default_index_base, read_manifest,
                                  recover, remove_tree_of_ours, sibling, swap_in)
 from rag.ingest.split import PassageSplitter, Sentence
@@ -252,6 +253,9 @@ class CorpusIndex:
         manifest = read_manifest(directory)
         if manifest is None:
             raise IndexInvalid("the index manifest is unreadable or not a JSON object")
+        broken = manifest_problem(manifest)
+        if broken:
+            raise IndexInvalid(broken)
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexInvalid(f"the index format is {manifest.get('format_version')}, this code needs {FORMAT_VERSION}")
         listed = manifest.get("files")
@@ -320,7 +324,8 @@ def stale_reason(manifest: dict, corpus_dir: Path, model: str) -> str:
         return f"the weights of model {model!r} have changed since it was built"
     if manifest.get("corpus_hash") != corpus_fingerprint(Path(corpus_dir)):
         return "the corpus has changed since it was built"
-    if (manifest.get("analyzer") or {}).get("version") != ANALYZER_VERSION:
+    analyzer = manifest.get("analyzer")
+    if not isinstance(analyzer, dict) or analyzer.get("version") != ANALYZER_VERSION:
         return "the Swedish text analysis has changed since it was built"
     return ""
 

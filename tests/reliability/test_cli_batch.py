@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import time
 
 import pytest
@@ -159,12 +160,12 @@ def batch(tiny_index_dir, tmp_path_factory):
         assert b"\n" not in line
         lines += [line, marker(i).encode("utf-8")]
     stdin = b"\n".join(lines) + b"\n"
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), _children_cpu()
     out = run_rag("ask", "--json", "--model", MODEL, "--index", str(index), "--corpus", str(corpus), stdin=stdin,
                   env=rag_env(base / "cache"), timeout=600)
-    elapsed = time.monotonic() - t0
+    elapsed, cpu = time.monotonic() - t0, _children_cpu() - cpu0
     rows = json_lines(out.stdout)
-    return {"out": out, "rows": rows, "elapsed": elapsed, "stderr": out.stderr.decode("utf-8", "replace"),
+    return {"out": out, "rows": rows, "elapsed": elapsed, "cpu": cpu, "stderr": out.stderr.decode("utf-8", "replace"),
             "n_in": len(lines), "stdin_mb": len(stdin) / 1e6}
 
 
@@ -187,9 +188,16 @@ def test_output_lines_survive_consumers_that_split_with_splitlines(batch):
 
 
 def test_the_batch_finishes_quickly(batch):
-    """~12 MB of input (a 10 MB history, 100 000-deep nesting, 1 MB lines) and ~180 questions: well under a minute
-    of answering on top of the process start."""
-    assert batch["elapsed"] < 90, f"{batch['elapsed']:.1f} s for {batch['stdin_mb']:.1f} MB"
+    """~12 MB of input (a 10 MB history, 100 000-deep nesting, 1 MB lines) and ~90 questions: under a minute of CPU
+    for the whole process, start included (measured as CPU time, so a busy machine does not make it flaky; the wall
+    clock bound only catches a hang)."""
+    assert batch["cpu"] < 60, f"{batch['cpu']:.1f} CPU s for {batch['stdin_mb']:.1f} MB"
+    assert batch["elapsed"] < 300, f"{batch['elapsed']:.1f} s"
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)

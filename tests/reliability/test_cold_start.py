@@ -121,7 +121,6 @@ KILL_POINTS = {
     "while-embedding": ("external", "Embedding passages"),
     "at-bm25": ("external", "BM25 index"),
     "mid-save": ("self", "after-documents-jsonl"),
-    "before-swap": ("self", "before-swap"),
     "between-renames": ("self", "between-renames"),
 }
 
@@ -232,7 +231,7 @@ def _leftover_copies(index: Path) -> tuple[Path, Path]:
     return tmp, old
 
 
-def test_an_index_left_in_old_by_a_swap_killed_between_its_renames_is_put_back(small_index, private_cache):
+def test_an_index_left_in_old_by_a_swap_killed_between_its_renames_is_put_back(small_index, warm_cache):
     corpus, index = small_index
     before = answer_signature(_pipeline(corpus, index).warm_up(log=lambda _: None).ask(TINY_QUESTION))
     built_at = json.loads((index / "manifest.json").read_text())["built_at"]
@@ -249,7 +248,7 @@ def test_an_index_left_in_old_by_a_swap_killed_between_its_renames_is_put_back(s
     assert siblings_of(index) == []
 
 
-def test_leftovers_beside_a_served_index_are_cleaned_at_the_next_start(small_index, private_cache):
+def test_leftovers_beside_a_served_index_are_cleaned_at_the_next_start(small_index, warm_cache):
     """A build killed while saving leaves `.NAME.tmp-*` beside an index that is still fine: the next start serves
     that index and removes the leftovers (they are ours: nothing but index files)."""
     corpus, index = small_index
@@ -259,14 +258,14 @@ def test_leftovers_beside_a_served_index_are_cleaned_at_the_next_start(small_ind
     assert siblings_of(index) == [], logs
 
 
-def test_leftovers_are_cleaned_by_the_next_build(small_index, private_cache):
+def test_leftovers_are_cleaned_by_the_next_build(small_index, warm_cache):
     corpus, index = small_index
     _leftover_copies(index)
     _pipeline(corpus, index).warm_up(rebuild=True, log=lambda _: None)
     assert siblings_of(index) == []
 
 
-def test_the_build_lock_file_is_never_mistaken_for_an_index(small_index, private_cache):
+def test_the_build_lock_file_is_never_mistaken_for_an_index(small_index, warm_cache):
     """A stale lock file of a killed build (flock is released by the kernel on kill -9) does not block a start."""
     corpus, index = small_index
     lock = index.with_name(f".{index.name}.lock")

@@ -44,10 +44,10 @@ def test_without_history_a_question_that_only_points_back_is_not_answered_with_a
 
 
 def test_follow_ups_are_fast(pipeline):
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a busy machine does not make it flaky
     for q in FOLLOWUPS:
         pipeline.ask(q, history=[TOPIC] * 10)
-    assert (time.perf_counter() - t0) / len(FOLLOWUPS) < 1.0
+    assert (time.process_time() - t0) / len(FOLLOWUPS) < 1.0
 
 
 # ------------------------------------------------------------------------------------------------------ the app
@@ -62,18 +62,6 @@ def _app(feedback_dir):
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def _last_reply(at) -> str:
-    messages = [m for m in at.chat_message if m.name == "assistant"]
-    block = messages[-1]
-    texts = []
-    for node in block.children.values():
-        for attr in ("value", "body"):
-            v = getattr(node, attr, None)
-            if isinstance(v, str):
-                texts.append(v)
-    return "\n".join(texts)
 
 
 @pytest.fixture()
@@ -103,3 +91,26 @@ def test_in_the_app_a_follow_up_as_the_very_first_question_gets_a_reply(pipeline
     assert len(at.session_state["turns"]) == 1
     reply = at.session_state["turns"][0]["answer"]
     assert looks_swedish("\n".join(x for x in (reply.notice, reply.text) if x))
+
+
+@pytest.mark.parametrize("history_id", ["one-10mb-turn", "a-million-turns", "10mb-of-short-turns"])
+def test_a_10_mb_history_is_cut_and_answered_quickly(pipeline, history_id):
+    """What `Pipeline.ask` gets from the app or a Python caller: only the last few turns are read."""
+    history = {"one-10mb-turn": ["vård " * 2_000_000],
+               "a-million-turns": [TOPIC] * 1_000_000,
+               "10mb-of-short-turns": ["Vad är det? " * 80] * 10_000}[history_id]
+    t0 = time.process_time()
+    answer = pipeline.ask("Vad är det?", history=history)
+    elapsed = time.process_time() - t0
+    assert answer.reason != "error" and looks_swedish(answer.text or answer.notice)
+    assert elapsed < 1.5, f"{elapsed:.1f} CPU s"
+
+
+def test_a_10_mb_question_gets_the_too_long_message_quickly(pipeline):
+    """The length check needs no more than the length: refusing a 10 MB question should not take seconds of
+    normalizing all of it first (the CLI refuses lines over 1 MB before parsing; `Pipeline.ask` has no such guard)."""
+    t0 = time.process_time()
+    answer = pipeline.ask("Vad är en kontaktsjuksköterska? " * 320_000)
+    elapsed = time.process_time() - t0
+    assert elapsed < 1.0, f"{elapsed:.1f} CPU s to refuse a 10 MB question"
+    assert answer.abstained and not answer.citations and looks_swedish(answer.text)

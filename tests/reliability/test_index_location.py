@@ -75,7 +75,7 @@ KINDS = ["user-folder", "user-folder-with-own-manifest", "user-folder-with-damag
 
 @pytest.mark.parametrize("force", [False, True], ids=["ask", "build-force"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_location_that_is_not_our_index_is_refused_and_left_untouched(kind, force, tmp_path, private_cache):
+def test_a_location_that_is_not_our_index_is_refused_and_left_untouched(kind, force, tmp_path, warm_cache):
     from rag.pipeline import Pipeline, PipelineConfig
     from rag.search.location import IndexLocationError
 
@@ -132,7 +132,7 @@ def test_the_cli_refuses_a_user_folder_and_a_file_with_exit_2_and_touches_nothin
         assert tree_snapshot(areas[name]) == before[name], f"{name}: the refused location or its folder changed"
 
 
-def test_a_file_the_user_put_into_an_index_folder_survives_a_rebuild_where_it_was(small_index, private_cache):
+def test_a_file_the_user_put_into_an_index_folder_survives_a_rebuild_where_it_was(small_index, warm_cache):
     """The index folder is ours, one file in it is not: a rebuild replaces the index files and keeps the user's file
     (its bytes, at its path); it is neither deleted nor moved into a hidden `.NAME.old-*` folder."""
     from rag.pipeline import Pipeline, PipelineConfig
@@ -151,7 +151,7 @@ def test_a_file_the_user_put_into_an_index_folder_survives_a_rebuild_where_it_wa
     assert nested.is_file() and nested.read_text(encoding="utf-8") == "Inte heller den här.\n"
 
 
-def test_a_rebuild_never_deletes_anything_outside_the_index_folder(small_index, private_cache, tmp_path):
+def test_a_rebuild_never_deletes_anything_outside_the_index_folder(small_index, warm_cache, tmp_path):
     """Files beside the index (the user's, and a folder named like a leftover that holds the user's files) are kept."""
     from rag.pipeline import Pipeline, PipelineConfig
 
