@@ -96,16 +96,17 @@ def names_own_subject(question: str) -> bool:
 
 
 def is_followup(question: str, history: Sequence[str]) -> bool:
-    """Does the question lean on the previous one ("och för barn då?", "vem betalar det?")? A question that names
-    its own subject never does, however it starts."""
+    """Does the question lean on the previous one ("och för barn då?", "vem betalar det?")? A question that opens
+    like a follow-up ("och ...", "men ...", "gäller det ...") or ends in "då?" does; otherwise a question that names
+    its own subject never does."""
     if not history:
         return False
     q = normalize_query(question).lower()
     content = content_words(q)
-    if names_own_subject(q):
-        return False
     if _FOLLOWUP_START.match(q) or _FOLLOWUP_END.search(q):
-        return True
+        return True  # "och för barn då?", "och vad ska barncancercentrumen göra då?": elliptic by its very form
+    if names_own_subject(q):
+        return False  # "Vad är HPV-vaccin och vem får det?" stands alone
     if not content or (len(content) == 1 and _common_word(content[0])):
         return True  # "varför det?", "varför så få?": no topic of its own
     # A short question that points back ("vem betalar det?", "finns det för dem?"); a short question with its own
