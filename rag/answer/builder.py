@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 
 from rag.answer.model import ANSWER_FEATURES, SENTENCE_FEATURES, AnswerModel
-from rag.answer.qtypes import question_type, sentence_kinds, type_match
+from rag.answer.qtypes import counted_word, question_type, sentence_kinds, type_match
 from rag.search.analysis import definition_token
 
 from rag.search.index import CorpusIndex
@@ -136,6 +136,7 @@ class AnswerBuilder:
         qv = retrieval.query_vector
         own = list(query.terms)
         qtype = question_type(query.question)
+        counted = counted_word(query.question)
         matches = [[self._matches(t, self._sentence_tokens[s] | self._passage_context_tokens[p]) for t in own]
                    for s, _, p, _ in rows]
         n = len(rows)
@@ -160,7 +161,7 @@ class AnswerBuilder:
             plain = [w for w in own if not w.word.startswith("=")]
             cov_plain = (sum(self._matches(t, tokens) > 0 for t in plain) / len(plain)) if plain else 0.0
             kinds = sentence_kinds(text)
-            tm = type_match(qtype, kinds)
+            tm = type_match(qtype, kinds, text, counted)
             prows = self.index.passage_sentences[prow]
             position = prows.index(srow) / max(1, len(prows) - 1) if srow in prows else 0.0
             f = {

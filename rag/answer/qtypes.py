@@ -14,11 +14,15 @@ from functools import lru_cache
 
 from rag.text import fold_accents
 
-QTYPES = ("amount", "duration", "date", "who", "place", "definition", "reason", "rule", "procedure", "which", "other")
+QTYPES = ("money", "count", "amount", "duration", "date", "who", "place", "definition", "reason", "rule", "procedure",
+          "which", "other")
 
 _Q = [  # matched against the folded, lower-cased question; first match wins
-    ("amount", r"\bhur (mycket|manga|mkt|stor(a|t)? (andel|del|summa|belopp)|hog|mycke)\b|\bvad kostar\b|\bkostar\b|"
-               r"\bvilket belopp\b|\bhur manga procent\b|\bhur stor\b|\bantal\b|\bhur gammal\b"),
+    ("money", r"\bhur mycket (pengar|kronor|kr|medel|kostar|ska|far|betala|ersattning|bidrag)\b|\bvad kostar\b|"
+              r"\bkostar\b|\bvilket belopp\b|\bhur stor (summa|ersattning|avgift)\b|\bvad ar avgiften\b"),
+    ("count", r"\bhur manga (?!procent|dagar|veckor|manader|ar\b|timmar|ganger)\w+"),
+    ("amount", r"\bhur (mycket|manga|mkt|stor(a|t)? (andel|del|summa|belopp)|hog|mycke)\b|"
+               r"\bhur manga procent\b|\bhur stor\b|\bantal\b|\bhur gammal\b"),
     ("duration", r"\bhur (lange|lang tid|ofta|snabbt|tidigt)\b|\binom hur\b|\bhur manga (dagar|veckor|manader|ar)\b"),
     ("date", r"\bnar\b|\bvilket (ar|datum)\b|\bvilken (manad|dag|tid)\b|\bsedan nar\b|\bfran (och med )?nar\b"),
     ("who", r"\bvem\b|\bvilka (ar|ansvarar|betalar|far|kan|ska|har)\b|\bvilken (myndighet|organisation|region|aktor)\b|"
@@ -67,6 +71,11 @@ _S = {
                  r"via|hos)\b",
 }
 _S = {name: re.compile(rx, re.IGNORECASE) for name, rx in _S.items()}
+_MONEY = re.compile(r"\b(kr|kronor|kronorna|sek|mnkr|mkr|tkr|miljon(er)?\s+kronor|miljard(er)?\s+kronor|avgift\w*|"
+                    r"belopp|kostnad\w*|kostar|gratis|avgiftsfri\w*|kostnadsfri\w*|ersättning\w*)\b", re.I)
+_COUNT_WORD = re.compile(r"\bhur många\s+(\w+)", re.I)
+_COUNT_NUMBER = re.compile(r"\d|\b(två|tre|fyra|fem|sex|sju|åtta|nio|tio|elva|tolv|tjugo|trettio|hundra|tusen|"
+                           r"hälften|dubbelt|flera hundra|tusentals)\b", re.I)
 _MATCH = {
     "amount": ("amount",), "duration": ("duration",), "date": ("date",), "who": ("who",), "place": ("place",),
     "definition": ("definition",), "reason": ("reason",), "rule": ("rule",), "procedure": ("procedure", "rule"),
@@ -95,9 +104,25 @@ def sentence_kinds(sentence: str) -> SentenceKinds:
     return SentenceKinds(**{name: bool(rx.search(sentence)) for name, rx in _S.items()})
 
 
-def type_match(qtype: str, kinds: SentenceKinds) -> float:
+def counted_word(question: str) -> str:
+    """What a "hur många X" question counts (X, lower case), or ""."""
+    m = _COUNT_WORD.search(question)
+    return m.group(1).lower() if m else ""
+
+
+def type_match(qtype: str, kinds: SentenceKinds, sentence: str = "", counted: str = "") -> float:
     """1 when the sentence holds the kind of content the question wants, 0 when it does not, 0.5 for questions
-    that want no particular kind ("which", "other")."""
+    that want no particular kind ("which", "other"). A money question wants an amount of money; "hur många X" wants a
+    number of X (the sentence names X near a number, and a list of kronor is not an answer)."""
+    if qtype == "money":
+        return 1.0 if kinds.number and _MONEY.search(sentence) else 0.0
+    if qtype == "count":
+        if not _COUNT_NUMBER.search(sentence):  # "en kontaktsjuksköterska" is not a count
+            return 0.0
+        stem = fold_accents(counted)[: max(4, min(len(counted), 7))]
+        named = bool(stem) and stem in fold_accents(sentence.lower())
+        return 1.0 if named and not (_MONEY.search(sentence) and not re.search(r"\d\s+(st|personer|patienter)\b",
+                                                                                   sentence)) else 0.0
     wanted = _MATCH.get(qtype)
     if not wanted:
         return 0.5
