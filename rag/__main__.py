@@ -1,4 +1,5 @@
-"""Command line: `python -m rag build` builds/refreshes the index, `python -m rag ask` answers questions."""
+"""Command line: `python -m rag build` builds/refreshes the index, `ask` answers questions, `add`/`remove` change
+one document at a time."""
 
 from __future__ import annotations
 
@@ -106,7 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             p.add_argument("question", nargs="?", help="the question; without it, questions are read from stdin")
             p.add_argument("--json", action="store_true", help="one JSON object per input line on stdout")
+    for name, help_text in (("add", "index files (copied into the corpus folder); only they are read and embedded"),
+                            ("remove", "take documents out of the index (their files move to the corpus's .removed/)")):
+        p = sub.add_parser(name, help=help_text)
+        if name == "add":
+            p.add_argument("paths", nargs="+", metavar="PATH", help="files to add (.txt .md .html .pdf)")
+        else:
+            p.add_argument("doc_ids", nargs="+", metavar="DOC_ID", help="document ids (as in citations: doc_id)")
+        p.add_argument("--corpus", help="corpus folder (default: the built-in corpus/)")
+        p.add_argument("--model", default=DEFAULT_MODEL, help=f"embedding model (default {DEFAULT_MODEL})")
+        p.add_argument("--index", help="index folder (default: .rag_index/<model>)")
+        p.set_defaults(mode="hybrid", k=5)
     args = parser.parse_args(argv)
+    if args.command in ("add", "remove"):
+        return _change(args)
     if args.k <= 0:
         parser.error("--k must be a positive number")
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
@@ -133,6 +147,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(format_answer(answer) + "\n")
     return 0
+
+
+def _change(args: argparse.Namespace) -> int:
+    """`add` / `remove`: bring the index up to date first (built if missing), then change only the named documents."""
+    from embeddings import load_encoder
+    from rag.search.index import open_index
+    from rag.search.updates import add_paths, remove_documents
+
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    config = _config(args)
+    encoders = []
+
+    def encoder():
+        if not encoders:
+            encoders.append(load_encoder(config.model))
+        return encoders[0]
+
+    try:
+        open_index(config.corpus_dir, config.index_dir, encoder, config.model, log=log, progress=_progress_bar())
+        if args.command == "add":
+            report = add_paths(config.corpus_dir, config.index_dir, args.paths, encoder, config.model, log=log)
+        else:
+            report = remove_documents(config.corpus_dir, config.index_dir, args.doc_ids, log=log)
+    except (ModelLoadError, CorpusError, IndexInvalid, IndexLocationError) as exc:
+        log(f"error: {exc}")
+        return 2
+    for line in report.lines():
+        print(line)
+    log(f"done in {report.seconds} s")
+    return 0 if (report.added or report.replaced or report.removed or not report.problems) else 1
 
 
 if __name__ == "__main__":

@@ -27,8 +27,14 @@ INDEX_FILE_NAMES = frozenset({
     MANIFEST, "dense.faiss", "sentence_vectors.npy", "documents.jsonl", "passages.jsonl", "sentences.jsonl",
     "analyzer.json", "data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "params.index.json",
     "vocab.index.json", "nonoccurrence_array.index.npy",
+    # format 4: columnar segments (the first in the folder, later ones in seg-NNNN/) and lexical/ statistics
+    "documents.off.npy", "doc_texts.bin", "doc_texts.bin.off.npy", "passages.npy", "passage_ids.npy",
+    "passage_ids.order.npy", "headings.bin", "headings.bin.off.npy", "sentences.npy", "passage_vectors.npy",
+    "postings_tf.npy", "passage_lengths.npy", "tokens.json", "stems.json", "df.npy", "live.npy",
+    *(f"{name}.{part}.npy" for name in ("passage_sentences", "postings", "passage_tokens", "sentence_tokens",
+                                        "context_tokens") for part in ("indptr", "values")),
 })
-"""Every file name an index build writes (in the folder or its lexical/ subfolder)."""
+"""Every file name an index build writes (in the folder, its lexical/ subfolder or a seg-NNNN/ segment folder)."""
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
@@ -75,8 +81,7 @@ def owned_files(directory: Path) -> list[Path] | None:
     if not files:
         return []
     manifest = read_manifest(directory)
-    if manifest is not None and (manifest.get("kind") == INDEX_KIND or
-                                 ("format_version" in manifest and isinstance(manifest.get("files"), dict))):
+    if manifest is not None and (manifest.get("kind") == INDEX_KIND or _older_manifest_of_ours(manifest)):
         listed = {directory / name for name in (manifest.get("files") or {}) if isinstance(name, str)}
         listed.add(directory / MANIFEST)
         known = {p for p in files if p.name in INDEX_FILE_NAMES}
@@ -84,6 +89,14 @@ def owned_files(directory: Path) -> list[Path] | None:
     if all(p.name in INDEX_FILE_NAMES for p in files) and (directory / MANIFEST).exists():
         return sorted(files)
     return None
+
+
+def _older_manifest_of_ours(manifest: dict) -> bool:
+    """A manifest from before `kind` was written: a format version and a files table naming only index files
+    (someone else's tool may write {"format_version", "files"} too, listing the user's own files)."""
+    files = manifest.get("files")
+    return ("format_version" in manifest and isinstance(files, dict) and bool(files)
+            and all(isinstance(name, str) and Path(name).name in INDEX_FILE_NAMES for name in files))
 
 
 def check_location(directory: Path) -> None:
