@@ -24,7 +24,7 @@ from rag.search.analysis import ANALYZER_VERSION, SwedishAnalyzer, stem
 from rag.search.columns import RaggedColumn
 from rag.search.dense import DenseIndex, exact_search, set_search_threads, top_indices
 from rag.search.lexical import LexicalIndex, PostingPart, Vocabulary, fit_analyzer
-from rag.search.location import (INDEX_KIND, build_lock, cache_root, check_location, default_index_base, read_manifest,
+from rag.search.location import (INDEX_KIND, build_lock, cache_root, check_location, default_index_base, has_leftovers, read_manifest,
                                  recover, remove_tree_of_ours, sibling, swap_in)
 from rag.search.segment import (BEND, BSTART, DOC, END, EXTRA, HEADING_FLAG, SEGMENT_FILES, START, Segment,
                                 SegmentParts, byte_offsets, content_sha, invert, text_sha)
@@ -685,6 +685,10 @@ def open_index(
     if not rebuild:
         index, reason = _load_checked(corpus_dir, index_dir, model)
         if index is not None and not reason:
+            if has_leftovers(index_dir):  # a killed build's folders beside a good index: clean them unless busy
+                with build_lock(index_dir, blocking=False) as got:
+                    if got:
+                        recover(index_dir, log)
             return index
     encoder = None
     try:
