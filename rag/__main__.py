@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from dataclasses import replace
@@ -17,6 +18,7 @@ from rag.ingest.loader import CorpusError
 from rag.inputs import UserInput, from_json_line, from_values, split_lines
 from rag.pipeline import Pipeline, PipelineConfig
 from rag.search.retrieve import MODES
+from rag.search.stores import STORES, StoreUnavailable
 from rag.types import Answer
 
 
@@ -43,7 +45,7 @@ def _progress_bar():
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
-    kwargs = {"model": args.model, "mode": args.mode, "k": args.k}
+    kwargs = {"model": args.model, "mode": args.mode, "k": args.k, "store": getattr(args, "store", "faiss")}
     if args.corpus:
         kwargs["corpus_dir"] = args.corpus
     if args.index:
@@ -102,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--index", help="index folder (default: .rag_index/<model>)")
         p.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode (default hybrid)")
         p.add_argument("--k", type=int, default=5, help="passages to retrieve (default 5)")
+        p.add_argument("--store", choices=STORES, default=os.environ.get("RAG_STORE") or "faiss",
+                       help="where passages are stored and searched: faiss (embedded files, default) or pgvector "
+                            "(PostgreSQL at $RAG_STORE_URL); default $RAG_STORE or faiss")
         if name == "build":
             p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
         else:
@@ -127,13 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pipeline = Pipeline(_config(args))
         pipeline.warm_up(rebuild=getattr(args, "force", False), log=log, progress=_progress_bar())
-    except (ModelLoadError, CorpusError, IndexInvalid, IndexLocationError) as exc:
+    except (ModelLoadError, CorpusError, IndexInvalid, IndexLocationError, StoreUnavailable) as exc:
         log(f"error: {exc}")
         return 2
     if args.command == "build":
         m = pipeline.index.manifest
-        log(f"Index {pipeline.config.index_dir}: model {m['model']}, {m['passage_count']} passages from "
-            f"{m['document_count']} documents, built {m['built_at']}.")
+        where = pipeline.config.index_dir if pipeline.config.store == "faiss" else f"PostgreSQL ({m.get('index_type')})"
+        log(f"Index {where}: model {m['model']}, {m['passage_count']} passages from "
+            f"{m['document_count']} documents, built {m['built_at']}, search {m.get('index_type', 'flat')}.")
         return 0
     if args.question is not None:
         inputs = [from_values(args.question)]

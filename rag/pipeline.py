@@ -80,6 +80,10 @@ class PipelineConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["corpus_dir"], d["index_dir"] = str(self.corpus_dir), str(self.index_dir)
+        if self.store_url:
+            from rag.search.stores.pgvector import redact_url
+
+            d["store_url"] = redact_url(self.store_url)
         return d
 
 
@@ -118,9 +122,14 @@ class Pipeline:
         log = log or (lambda msg: print(msg, file=sys.stderr))
         cfg = self.config
         self.encoder = load_encoder(cfg.model)
-        self.index = open_index(
-            cfg.corpus_dir, cfg.index_dir, lambda: self.encoder, cfg.model, rebuild=rebuild, log=log, progress=progress
-        )
+        if cfg.store == "pgvector":
+            from rag.search.stores import open_pg_index
+
+            self.index = open_pg_index(cfg.corpus_dir, cfg.index_dir, lambda: self.encoder, cfg.model, cfg.store_url,
+                                       rebuild=rebuild, log=log, progress=progress)
+        else:
+            self.index = open_index(cfg.corpus_dir, cfg.index_dir, lambda: self.encoder, cfg.model, rebuild=rebuild,
+                                    log=log, progress=progress)
         self.retriever = Retriever(
             self.index, self.encoder, mode=cfg.mode, candidates=cfg.candidates, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
             weights=cfg.weights, sentence_weight=cfg.sentence_weight,

@@ -4,7 +4,8 @@ N, the mean length and document frequencies always describe exactly the live pas
 from __future__ import annotations
 
 import json
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ class LexicalIndex:
         self.df = np.zeros(0, dtype=np.int64)
         self.total_length = 0
         self.word_counts: dict[str, int] = {}
+        self._cache_lock = threading.Lock()
+        self._version = 0  # changes with every append or removal: cached postings of older statistics never match
 
     # ------------------------------------------------------------------------------------------------ building
 
@@ -126,6 +129,7 @@ class LexicalIndex:
             postings, tf, lengths = invert(passage_tokens, len(self.vocabulary))
             part = PostingPart(postings, tf, lengths, self.count())
         self.parts.append(part)
+        self._version += 1
         self.live = np.concatenate([self.live, np.ones(len(part.lengths), dtype=np.uint8)])
         self._grow_df()
         self.df[: len(part.postings.indptr) - 1] += np.diff(np.asarray(part.postings.indptr))
@@ -138,6 +142,7 @@ class LexicalIndex:
 
     def remove_rows(self, rows: Iterable[int], unique_tokens: Iterable[Sequence[int]]) -> None:
         """Tombstone passage rows; `unique_tokens` holds each row's distinct token ids (for the frequencies)."""
+        self._version += 1
         for row, toks in zip(rows, unique_tokens):
             if not self.live[row]:
                 continue
@@ -180,27 +185,57 @@ class LexicalIndex:
         return np.log(1 + (n - np.asarray(df, dtype=np.float64) + 0.5) / (np.asarray(df, dtype=np.float64) + 0.5)) \
             if np.ndim(df) else float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
 
+    POSTINGS_CACHE = 4_000_000
+    """Scored postings of recent tokens are kept up to this many entries in all (~48 MB): common tokens recur in
+    most questions and in the checks of refusal suggestions. An update makes a new index, with an empty cache."""
+
     def postings(self, token: str) -> tuple[np.ndarray, np.ndarray]:
         """(live passage rows, BM25 contribution of `token` to each), rows ascending; empty when unknown."""
+        cache = self.__dict__.setdefault("_postings_cache", OrderedDict())
+        key = (token, self._version)
+        with self._cache_lock:
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+                return hit
+        out = self._postings(token)
+        with self._cache_lock:
+            cache[key] = out
+            self._cached = getattr(self, "_cached", 0) + len(out[0])
+            while self._cached > self.POSTINGS_CACHE and len(cache) > 1:
+                _, (rows, _) = cache.popitem(last=False)
+                self._cached -= len(rows)
+        return out
+
+    def _postings(self, token: str) -> tuple[np.ndarray, np.ndarray]:
         i = self.vocabulary.get(token) if token else None
         if i is None or i >= len(self.df) or self.df[i] <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         idf = self.idf_of(int(self.df[i]))
-        norm = self.k1 * (1 - self.b) , self.k1 * self.b / self.avgdl
+        norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
+        all_live = self._all_live()
         rows_out, scores_out = [], []
         for part in self.parts:
             rows, tf = part.rows_of(i)
             if not rows.size:
                 continue
-            dl = np.asarray(part.lengths)[rows]
-            score = idf * tf / (tf + norm[0] + norm[1] * dl)
-            grows = rows.astype(np.int64) + part.base
-            keep = self.live[grows].astype(bool)
-            rows_out.append(grows[keep])
-            scores_out.append(score[keep].astype(np.float32))
+            dl = part.lengths[rows]
+            score = (idf * tf / (tf + (norm[0] + norm[1] * dl))).astype(np.float32)
+            grows = rows.astype(np.int64) + part.base if part.base else rows.astype(np.int64)
+            if not all_live:
+                keep = self.live[grows].astype(bool)
+                grows, score = grows[keep], score[keep]
+            rows_out.append(grows)
+            scores_out.append(score)
         if not rows_out:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         return np.concatenate(rows_out), np.concatenate(scores_out)
+
+    def _all_live(self) -> bool:
+        key = (id(self.live), len(self.live), self.total_length)
+        if getattr(self, "_live_key", None) != key:
+            self._live_key, self._live_all = key, bool(np.all(self.live))
+        return self._live_all
 
     def token_scores(self, token: str) -> np.ndarray:
         """BM25 contribution of one token to every passage row (zeros when unknown): dense, for small indexes."""

@@ -89,25 +89,41 @@ def sparse_term_bm25(
     for term in query.terms:
         for t in term.all_tokens():
             tok(t)
-    if not cache:
+    lists = [r for r, _ in cache.values() if len(r)]
+    if not lists:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    universe = np.unique(np.concatenate([r for r, _ in cache.values()] + [np.zeros(0, dtype=np.int64)]))
+    # the passages holding any query token, ascending: a bitmap over the rows, not a sort of all postings
+    n_rows = int(max(int(r[-1]) for r in lists)) + 1
+    mark = np.zeros(n_rows, dtype=bool)
+    for r in lists:
+        mark[r] = True
+    universe = np.flatnonzero(mark)
     m = len(universe)
+    position = np.empty(n_rows, dtype=np.int64)
+    position[universe] = np.arange(m)
 
     def dense(t: str) -> np.ndarray:
         rows, scores = tok(t)
         out = np.zeros(m, dtype=np.float32)
-        out[np.searchsorted(universe, rows)] = scores
+        out[position[rows]] = scores
         return out
+
+    def most(tokens) -> np.ndarray:  # elementwise max, in place (no stacked copy)
+        out = dense(tokens[0])
+        for t in tokens[1:]:
+            np.maximum(out, dense(t), out=out)
+        return out
+
+    def mean(arrays) -> np.ndarray:  # as np.mean(axis=0) of float32 arrays: pairwise sums in float32
+        return np.mean(arrays, axis=0) if len(arrays) > 1 else arrays[0]
 
     total = np.zeros(m, dtype=np.float32)
     for term in query.terms:
-        best = np.max([dense(t) for t in term.tokens], axis=0) if term.tokens else np.zeros(m, dtype=np.float32)
+        best = most(term.tokens) if term.tokens else np.zeros(m, dtype=np.float32)
         if term.parts:
-            best = np.maximum(best, parts_credit * np.mean([dense(t) for t in term.parts], axis=0))
+            np.maximum(best, parts_credit * mean([dense(t) for t in term.parts]), out=best)
         for alt in term.alternatives:
-            words = [np.max([dense(t) for t in word], axis=0) for word in alt]
-            best = np.maximum(best, alternative_credit * np.mean(words, axis=0))
+            np.maximum(best, alternative_credit * mean([most(word) for word in alt]), out=best)
         total += term.weight * best
     keep = total > 0
     return universe[keep], total[keep]
@@ -156,7 +172,7 @@ class Retriever:
         parts_credit: float = 0.8,
         alternative_credit: float = 0.7,
         sentence_weight: float = 0.25,
-        sentence_depth: int = 4,
+        sentence_depth: int = 2,
         dense_keep: int = 1,
         sentence_search: str = "auto",
     ) -> None:
@@ -253,6 +269,8 @@ class Retriever:
         rows = {int(r) for r in p_rows[0] if r >= 0} | set(best_sentence)
         w = self.sentence_weight
         vectors = self.index.passage_vectors
+        if hasattr(vectors, "prefetch"):  # a database store: fetch the vectors in one round trip
+            vectors.prefetch(rows)
         return {r: (1 - w) * float(vectors[r] @ q) + w * best_sentence.get(r, floor) for r in sorted(rows)}
 
     def run(self, query: Query, k: int = 5, query_vector: np.ndarray | None = None) -> Retrieval:
@@ -285,5 +303,7 @@ class Retriever:
             )
             ranked = top_k(fused, k)
         retriever = self.mode if self.mode != "hybrid" else f"hybrid-{self.fusion}"
+        if hasattr(self.index, "prefetch_hits"):  # a database store: the hits and their sentences in one go
+            self.index.prefetch_hits([r for r, _ in ranked])
         hits = [Hit(self.index.passages[r], float(s), rank, retriever) for rank, (r, s) in enumerate(ranked, 1)]
         return Retrieval(hits, query_vector, dense, lexical, [r for r, _ in ranked])

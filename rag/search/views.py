@@ -24,6 +24,14 @@ class LRU:
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
+    def has(self, key) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def peek(self, key):
+        with self._lock:
+            return self._data.get(key)
+
     def get(self, key, make: Callable):
         with self._lock:
             if key in self._data:
