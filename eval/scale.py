@@ -15,6 +15,7 @@ compares the index's dense search with exact search for the gold questions' real
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -36,6 +37,15 @@ ADD_DOC = PROJECT_ROOT / "eval" / "collections" / "vardguide" / "docs" / "md" / 
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_now() -> dict:
+    """Resident memory now: all of it, and the private part (RSS less the pages shared with the page cache, i.e. the
+    memory-mapped index files the kernel can drop and re-read)."""
+    import psutil
+
+    info = psutil.Process().memory_info()
+    return {"rss_now_mb": round(info.rss / 2**20), "private_mb": round((info.rss - info.shared) / 2**20)}
 
 
 def base_material(model: str):
@@ -242,7 +252,7 @@ def measure(index_dir: Path, corpus_dir: Path, model: str, store: str, repeat: i
            "ask_cpu_p50_ms": pct(cpu, 50), "ask_cpu_p95_ms": pct(cpu, 95), "asks": len(times),
            "retrieve_p50_ms": pct(stages["retrieve"], 50), "retrieve_p95_ms": pct(stages["retrieve"], 95),
            "answer_p95_ms": pct(stages["answer"], 95), "first_answer_cited": bool(first.citations),
-           "rss_mb": round(rss_mb())}
+           "rss_mb": round(rss_mb()), **memory_now()}
     index = pipeline.index
     if hasattr(index, "segments"):
         vectors = np.concatenate([pipeline.encoder.encode_queries([it.question for it in items[i : i + 8]])
@@ -256,13 +266,33 @@ def measure(index_dir: Path, corpus_dir: Path, model: str, store: str, repeat: i
     if add_one:
         from rag.search.updates import add_paths
 
+        from embeddings import load_encoder
+
         doc_copy = Path(tempfile.mkdtemp()) / ADD_DOC.name
         shutil.copyfile(ADD_DOC, doc_copy)
-        t = time.perf_counter()
-        report = add_paths(corpus_dir, index_dir, [doc_copy], lambda: pipeline.encoder, model)
-        out["add_one_s"] = round(time.perf_counter() - t, 2)
+        with fresh_embedding_cache(index_dir):
+            t = time.perf_counter()
+            report = add_paths(corpus_dir, index_dir, [doc_copy], lambda: load_encoder(model), model)
+            out["add_one_s"] = round(time.perf_counter() - t, 2)
         out["add_one"] = report.lines()
     return out
+
+
+@contextlib.contextmanager
+def fresh_embedding_cache(index_dir: Path):
+    """Time an add with nothing cached for it: the index's embedding cache is moved aside, then put back."""
+    from rag.search.index import embedding_cache_dir
+
+    cache = embedding_cache_dir(index_dir, json.loads((Path(index_dir) / "manifest.json").read_text())["model"])
+    aside = cache.with_name(cache.name + ".aside")
+    if cache.exists():
+        cache.rename(aside)
+    try:
+        yield
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        if aside.exists():
+            aside.rename(cache)
 
 
 def shipped_add(model: str) -> dict:
@@ -279,9 +309,10 @@ def shipped_add(model: str) -> dict:
         shutil.copytree(cfg.corpus_dir, tmp / "corpus")
         encoder = load_encoder(model)
         open_index(tmp / "corpus", tmp / "index", lambda: encoder, model, log=lambda m: None)  # embeds (cache) once
-        t = time.perf_counter()
-        report = add_paths(tmp / "corpus", tmp / "index", [ADD_DOC], lambda: encoder, model)
-        add_s = time.perf_counter() - t
+        with fresh_embedding_cache(tmp / "index"):
+            t = time.perf_counter()
+            report = add_paths(tmp / "corpus", tmp / "index", [ADD_DOC], lambda: encoder, model)
+            add_s = time.perf_counter() - t
         t = time.perf_counter()
         fresh = load_encoder(model, cache=False)
         CorpusIndex.build(tmp / "corpus", fresh).save(tmp / "full")
@@ -290,6 +321,47 @@ def shipped_add(model: str) -> dict:
                 "speedup": round(full_s / add_s, 1), "add": report.lines()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def threads_probe(index_dir: Path, corpus_dir: Path, model: str) -> dict:
+    """In this process (its environment sets RAG_SEARCH_THREADS / OMP_WAIT_POLICY): retrieval latency only."""
+    from eval.gold import load_gold
+    from rag.pipeline import Pipeline, PipelineConfig
+
+    pipeline = Pipeline(PipelineConfig(model=model, corpus_dir=corpus_dir, index_dir=index_dir)).warm_up(
+        log=lambda m: None)
+    queries = [pipeline.processor.run(it.question) for it in load_gold()]
+    vectors = pipeline.encoder.encode_queries([q.search_text for q in queries])
+    times = []
+    for _ in range(3):
+        for q, v in zip(queries, vectors):
+            t = time.perf_counter()
+            pipeline.retriever.run(q, k=5, query_vector=v)
+            times.append((time.perf_counter() - t) * 1e3)
+    return {"retrieve_p50_ms": round(float(np.percentile(times, 50)), 2),
+            "retrieve_p95_ms": round(float(np.percentile(times, 95)), 2)}
+
+
+def threads_benchmark(work: Path, model: str, busy: int) -> list[dict]:
+    """Retrieval latency with 1 or 2 FAISS threads and OpenMP threads sleeping or spinning, with `busy` extra
+    processes spinning on the cores (bounded: they end with the measurement)."""
+    out = []
+    for threads in ("1", "2"):
+        for policy in ("PASSIVE", "ACTIVE"):
+            burners = [subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<600: pass"])
+                       for _ in range(busy)]
+            try:
+                env = dict(os.environ, RAG_SEARCH_THREADS=threads, OMP_WAIT_POLICY=policy)
+                run = subprocess.run([sys.executable, "-m", "eval.scale", "--threads-probe", str(work), "--model",
+                                      model], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
+                row = json.loads(run.stdout.strip().splitlines()[-1])
+            finally:
+                for b in burners:
+                    b.kill()
+                    b.wait()
+            out.append({"search_threads": int(threads), "omp_wait_policy": policy, "busy_processes": busy,
+                        "loadavg": round(os.getloadavg()[0], 1), **row})
+    return out
 
 
 def main(argv=None) -> int:
@@ -303,6 +375,12 @@ def main(argv=None) -> int:
     parser.add_argument("--shipped-add", action="store_true", help="add-one vs full rebuild on the shipped corpus")
     parser.add_argument("--keep", type=Path, default=None, help="build into this folder and keep it")
     parser.add_argument("--reuse", action="store_true", help="with --keep: measure the index already there")
+    parser.add_argument("--build-only", action="store_true", help="with --keep: build, do not measure (run the "
+                        "build under `nice`, then measure with --reuse at normal priority: the measurement is light)")
+    parser.add_argument("--threads", type=int, default=None, metavar="BUSY",
+                        help="with --keep --reuse: retrieval latency by FAISS threads and OpenMP wait policy, with BUSY "
+                             "extra spinning processes")
+    parser.add_argument("--threads-probe", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from embeddings import DEFAULT_MODEL
@@ -311,6 +389,13 @@ def main(argv=None) -> int:
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     if args.shipped_add:
         print(json.dumps(shipped_add(model)))
+        return 0
+    if args.threads_probe:
+        print(json.dumps(threads_probe(args.threads_probe / "index", args.threads_probe / "corpus", model)))
+        return 0
+    if args.threads is not None and args.keep:
+        for row in threads_benchmark(args.keep, model, args.threads):
+            print(json.dumps(row))
         return 0
     if args.measure:
         print(json.dumps(measure(args.measure / "index", args.measure / "corpus", model, args.store, args.repeat,
@@ -328,6 +413,12 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 PgVectorStore.from_index_dir(work / "index").close()
                 built["pg_load_s"] = round(time.perf_counter() - t, 1)
+            if args.build_only:
+                (work / "build.json").write_text(json.dumps(built), encoding="utf-8")
+                print(json.dumps({"passages": args.passages, **built}))
+                return 0
+        if not built and (work / "build.json").exists():
+            built = json.loads((work / "build.json").read_text(encoding="utf-8"))
         log("Measuring in a fresh process")
         cmd = [sys.executable, "-m", "eval.scale", "--measure", str(work), "--store", args.store, "--model", model,
                "--repeat", str(args.repeat)] + (["--add-one"] if args.add_one else [])
@@ -337,7 +428,7 @@ def main(argv=None) -> int:
             return out.returncode
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         result = {"passages": args.passages, "store": args.store, "build_s": built.get("build_s"),
-                  **{k: measured.get(k) for k in ("startup_s", "rss_mb", "ask_p50_ms", "ask_p95_ms", "ask_cpu_p50_ms",
+                  **{k: measured.get(k) for k in ("startup_s", "rss_mb", "private_mb", "ask_p50_ms", "ask_p95_ms", "ask_cpu_p50_ms",
                                                    "ask_cpu_p95_ms", "recall_at_10", "index_type")},
                   "details": {**{k: v for k, v in built.items() if k != "dense"}, **measured,
                               "loadavg": os.getloadavg()}}

@@ -13,12 +13,32 @@ def save_array(path: Path, array: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def open_array(path: Path) -> np.ndarray:
-    """Map an .npy file read-only: nothing is read until rows are used (an empty file is read normally)."""
+def open_array(path: Path, random_access: bool = False) -> np.ndarray:
+    """Map an .npy file read-only: nothing is read until rows are used (an empty file is read normally).
+
+    `random_access`: rows are read one here, one there (vectors): the kernel is told not to read ahead, so a row
+    costs one page of memory, not the hundreds of kilobytes around it (measured at 10^6 passages: 3.8 GB of
+    sentence-vector pages resident after 20 questions with read-ahead, for ~0.2 GB of rows used).
+    """
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError:  # a zero-length array cannot be mapped
         return np.load(path, allow_pickle=False)
+    if random_access:
+        advise_random(array)
+    return array
+
+
+def advise_random(array: np.ndarray) -> None:
+    """madvise(MADV_RANDOM) on a memory-mapped array (where the platform has it)."""
+    import mmap
+
+    m = getattr(array, "_mmap", None)
+    if m is not None and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            m.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):
+            pass
 
 
 class StringColumn(Sequence[str]):
@@ -46,9 +66,11 @@ class StringColumn(Sequence[str]):
         save_array(Path(f"{path}.off.npy"), np.asarray(offsets, dtype=np.int64))
 
     @classmethod
-    def open(cls, path: Path) -> "StringColumn":
+    def open(cls, path: Path, random_access: bool = False) -> "StringColumn":
         path = Path(path)
         blob = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, dtype=np.uint8)
+        if random_access:
+            advise_random(blob)
         return cls(blob, open_array(Path(f"{path}.off.npy")))
 
     @staticmethod
@@ -96,8 +118,9 @@ class RaggedColumn(Sequence[np.ndarray]):
         save_array(Path(f"{prefix}.values.npy"), self.values)
 
     @classmethod
-    def open(cls, prefix: Path) -> "RaggedColumn":
-        return cls(open_array(Path(f"{prefix}.indptr.npy")), open_array(Path(f"{prefix}.values.npy")))
+    def open(cls, prefix: Path, random_access: bool = False) -> "RaggedColumn":
+        return cls(open_array(Path(f"{prefix}.indptr.npy"), random_access),
+                   open_array(Path(f"{prefix}.values.npy"), random_access))
 
     @staticmethod
     def files(name: str) -> tuple[str, str]:

@@ -33,6 +33,18 @@ def set_search_threads(n: int | None = None) -> int:
     return n
 
 
+class _build_threads:
+    """Training and adding use every core (a search uses `set_search_threads`'s number, restored afterwards)."""
+
+    def __enter__(self):
+        faiss = _faiss()
+        self.before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+
+    def __exit__(self, *exc):
+        _faiss().omp_set_num_threads(self.before)
+
+
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k inner product over `vectors` (a memory map is fine: FAISS reads it in place)."""
     faiss = _faiss()
@@ -90,6 +102,13 @@ class DenseIndex:
                 self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
             self.params = {"type": "flat"}
             return self
+        with _build_threads():
+            self._build_ivf(vectors, sample_queries, seed)
+        return self
+
+    def _build_ivf(self, vectors: np.ndarray, sample_queries: np.ndarray | None, seed: int) -> None:
+        faiss = _faiss()
+        n = len(vectors)
         rng = np.random.default_rng(seed)
         nlist = ivf_lists(n)
         train = vectors[np.sort(rng.choice(n, size=min(n, max(40 * nlist, 20_000)), replace=False))]
@@ -102,7 +121,6 @@ class DenseIndex:
         self._index = ivf
         self.params = {"type": "ivf_sq8", "nlist": nlist, "rerank": RERANK}
         self._tune(sample_queries if sample_queries is not None else vectors[rng.choice(n, 200, replace=False)])
-        return self
 
     def _tune(self, queries: np.ndarray, k: int = 10) -> None:
         """Choose nprobe: the smallest reaching RECALL_TARGET recall@10 against exact search on `queries`."""

@@ -268,9 +268,11 @@ class CorpusIndex:
             order = np.argsort(np.asarray(seg.passage_sentences.values), kind="stable")
             counts = np.bincount(np.asarray(seg.passage_sentences.values), minlength=seg.sentence_count)
             inverse[si] = (np.concatenate([[0], np.cumsum(counts)]), owners[order])
+            inverse[si] = (inverse[si][0].tolist(), inverse[si][1].tolist())
         ptr, rows = inverse[si]
         base = self.layout.passage_bases[si]
-        return [int(r) + base for r in rows[ptr[local] : ptr[local + 1]] if self.live[int(r) + base]]
+        owners = [r + base for r in rows[ptr[local] : ptr[local + 1]]]
+        return owners if self.lexical._all_live() else [r for r in owners if self.live[r]]
 
     def passage_row(self, passage_id: str) -> int | None:
         """The row of a live passage by its id (binary search per segment; no table in memory)."""

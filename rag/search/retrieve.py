@@ -271,6 +271,8 @@ class Retriever:
         vectors = self.index.passage_vectors
         if hasattr(vectors, "prefetch"):  # a database store: fetch the vectors in one round trip
             vectors.prefetch(rows)
+        elif isinstance(vectors, np.ndarray):
+            vectors = np.asarray(vectors)  # a plain view of the memory map: row indexing without memmap overhead
         return {r: (1 - w) * float(vectors[r] @ q) + w * best_sentence.get(r, floor) for r in sorted(rows)}
 
     def run(self, query: Query, k: int = 5, query_vector: np.ndarray | None = None) -> Retrieval:
