@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,7 +50,23 @@ def main(argv=None) -> int:
                         help="score this question set (gold format) instead of the gold set; with --corpus for a "
                              "collection other than the shipped one")
     parser.add_argument("--corpus", type=Path, default=None, help="corpus folder the --questions are about")
+    parser.add_argument("--store", choices=("faiss", "pgvector"), default=None,
+                        help="backend (default $RAG_STORE or faiss); pgvector without $RAG_STORE_URL starts the "
+                             "project's embedded PostgreSQL for the run")
     args = parser.parse_args(argv)
+    if args.store:
+        extra_store = {"store": args.store}
+        if args.store == "pgvector" and not os.environ.get("RAG_STORE_URL"):
+            import atexit
+            import contextlib
+
+            from rag.search.stores import embedded_postgres
+
+            stack = contextlib.ExitStack()
+            atexit.register(stack.close)
+            extra_store["store_url"] = stack.enter_context(embedded_postgres())
+    else:
+        extra_store = {}
 
     extra = {} if args.sentence_weight is None else {"sentence_weight": args.sentence_weight}
     if args.corpus:
@@ -57,11 +74,12 @@ def main(argv=None) -> int:
         extra["index_dir"] = PROJECT_ROOT / ".rag_index" / "collections" / (
             f"{args.corpus.resolve().parent.name}-{args.corpus.name}-{args.model.replace('/', '_')}")
     config = PipelineConfig(model=args.model, mode=args.mode, k=args.k, fusion=args.fusion,
-                            spelling=not args.no_spelling, expansion=not args.no_expansion, **extra)
+                            spelling=not args.no_spelling, expansion=not args.no_expansion, **extra, **extra_store)
     pipeline = Pipeline(config).warm_up(log=lambda m: print(m, file=sys.stderr))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     commit = git_commit()
     name = f"{stamp}-{commit}-{args.model.replace('/', '_')}-{args.mode}{'-' + args.tag if args.tag else ''}"
+    name += "-pgvector" if config.store == "pgvector" else ""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out: dict = {"commit": commit, "model": args.model, "config": config.to_dict(), "split": args.split,
                  "manifest": {k: v for k, v in pipeline.index.manifest.items() if k != "files"}, "created": stamp}

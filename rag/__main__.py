@@ -1,9 +1,11 @@
-"""Command line: `python -m rag build` builds/refreshes the index, `python -m rag ask` answers questions."""
+"""Command line: `python -m rag build` builds/refreshes the index, `ask` answers questions, `add`/`remove` change
+one document at a time."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from dataclasses import replace
@@ -16,6 +18,7 @@ from rag.ingest.loader import CorpusError
 from rag.inputs import UserInput, from_json_line, from_values, split_lines
 from rag.pipeline import Pipeline, PipelineConfig
 from rag.search.retrieve import MODES
+from rag.search.stores import STORES, StoreUnavailable
 from rag.types import Answer
 
 
@@ -42,7 +45,7 @@ def _progress_bar():
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
-    kwargs = {"model": args.model, "mode": args.mode, "k": args.k}
+    kwargs = {"model": args.model, "mode": args.mode, "k": args.k, "store": getattr(args, "store", "faiss")}
     if args.corpus:
         kwargs["corpus_dir"] = args.corpus
     if args.index:
@@ -144,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--index", help="index folder (default: .rag_index/<model>)")
         p.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode (default hybrid)")
         p.add_argument("--k", type=int, default=5, help="passages to retrieve (default 5)")
+        p.add_argument("--store", choices=STORES, default=os.environ.get("RAG_STORE") or "faiss",
+                       help="where passages are stored and searched: faiss (embedded files, default) or pgvector "
+                            "(PostgreSQL at $RAG_STORE_URL); default $RAG_STORE or faiss")
         if name == "build":
             p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
         else:
@@ -154,22 +160,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     staff.add_argument("username", nargs="?")
     staff.add_argument("--name", default="", help="the person's name, shown when logged in")
     staff.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
+    for name, help_text in (("add", "index files (copied into the corpus folder); only they are read and embedded"),
+                            ("remove", "take documents out of the index (their files move to the corpus's .removed/)")):
+        p = sub.add_parser(name, help=help_text)
+        if name == "add":
+            p.add_argument("paths", nargs="+", metavar="PATH", help="files to add (.txt .md .html .pdf)")
+        else:
+            p.add_argument("doc_ids", nargs="+", metavar="DOC_ID", help="document ids (as in citations: doc_id)")
+        p.add_argument("--corpus", help="corpus folder (default: the built-in corpus/)")
+        p.add_argument("--model", default=DEFAULT_MODEL, help=f"embedding model (default {DEFAULT_MODEL})")
+        p.add_argument("--index", help="index folder (default: .rag_index/<model>)")
+        p.set_defaults(mode="hybrid", k=5)
     args = parser.parse_args(argv)
     if args.command == "staff":
         return staff_command(args)
+    if args.command in ("add", "remove"):
+        return _change(args)
     if args.k <= 0:
         parser.error("--k must be a positive number")
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     try:
         pipeline = Pipeline(_config(args))
         pipeline.warm_up(rebuild=getattr(args, "force", False), log=log, progress=_progress_bar())
-    except (ModelLoadError, CorpusError, IndexInvalid, IndexLocationError) as exc:
+    except (ModelLoadError, CorpusError, IndexInvalid, IndexLocationError, StoreUnavailable) as exc:
         log(f"error: {exc}")
         return 2
     if args.command == "build":
         m = pipeline.index.manifest
-        log(f"Index {pipeline.config.index_dir}: model {m['model']}, {m['passage_count']} passages from "
-            f"{m['document_count']} documents, built {m['built_at']}.")
+        where = pipeline.config.index_dir if pipeline.config.store == "faiss" else f"PostgreSQL ({m.get('index_type')})"
+        log(f"Index {where}: model {m['model']}, {m['passage_count']} passages from "
+            f"{m['document_count']} documents, built {m['built_at']}, search {m.get('index_type', 'flat')}.")
         return 0
     if args.question is not None:
         inputs = [from_values(args.question)]
@@ -183,6 +203,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(format_answer(answer) + "\n")
     return 0
+
+
+def _change(args: argparse.Namespace) -> int:
+    """`add` / `remove`: bring the index up to date first (built if missing), then change only the named documents."""
+    from embeddings import load_encoder
+    from rag.search.index import open_index
+    from rag.search.updates import add_paths, remove_documents
+
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    config = _config(args)
+    encoders = []
+
+    def encoder():
+        if not encoders:
+            encoders.append(load_encoder(config.model))
+        return encoders[0]
+
+    try:
+        open_index(config.corpus_dir, config.index_dir, encoder, config.model, log=log, progress=_progress_bar())
+        if args.command == "add":
+            report = add_paths(config.corpus_dir, config.index_dir, args.paths, encoder, config.model, log=log)
+        else:
+            report = remove_documents(config.corpus_dir, config.index_dir, args.doc_ids, log=log)
+    except (ModelLoadError, CorpusError, IndexInvalid, IndexLocationError) as exc:
+        log(f"error: {exc}")
+        return 2
+    for line in report.lines():
+        print(line)
+    log(f"done in {report.seconds} s")
+    return 0 if (report.added or report.replaced or report.removed or not report.problems) else 1
 
 
 if __name__ == "__main__":

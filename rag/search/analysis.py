@@ -141,12 +141,14 @@ class CompoundSplitter:
         Shortest part accepted, so "ansvar" does not split into "an" + "svar".
     """
 
-    def __init__(self, vocabulary: Iterable[str], min_part: int = 4, lexicalized_zipf: float = 3.5) -> None:
+    def __init__(self, vocabulary: Iterable[str], min_part: int = 4, lexicalized_zipf: float = 3.5,
+                 known_stems: Iterable[str] | None = None) -> None:
         self.min_part = min_part
         self.lexicalized_zipf = lexicalized_zipf
         self.known = frozenset(w for w in vocabulary if len(w) >= min_part and w.isalpha())
-        # A compound's last part is inflected ("cancer|rehabiliteringen"): accept it by its stem.
-        self.known_stems = frozenset(stem(w) for w in self.known)
+        # A compound's last part is inflected ("cancer|rehabiliteringen"): accept it by its stem. Stemming ~50k
+        # words takes seconds, so an index stores them (`known_stems`) and a loaded analyzer reads them back.
+        self.known_stems = frozenset(known_stems) if known_stems is not None else frozenset(stem(w) for w in self.known)
 
     def _known_tail(self, tail: str) -> bool:
         if tail in _INFLECTIONS:
@@ -182,11 +184,13 @@ class SwedishAnalyzer:
     ['psykosocial', '~psykosocial', 'stod', '~stod']
     """
 
-    def __init__(self, vocabulary: Iterable[str] = (), fold: bool = True, compounds: bool = True) -> None:
+    def __init__(self, vocabulary: Iterable[str] = (), fold: bool = True, compounds: bool = True,
+                 known_stems: Iterable[str] | None = None) -> None:
         self.vocabulary = sorted(set(vocabulary))
         self.fold = fold
         self.compounds = compounds
-        self.splitter = CompoundSplitter([*self.vocabulary, *general_swedish_words()]) if compounds else None
+        self.splitter = CompoundSplitter([*self.vocabulary, *general_swedish_words()],
+                                         known_stems=known_stems) if compounds else None
 
     @classmethod
     def fit(cls, texts: Iterable[str], min_count: int = 1, **kwargs) -> "SwedishAnalyzer":

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -27,8 +28,14 @@ INDEX_FILE_NAMES = frozenset({
     MANIFEST, "dense.faiss", "sentence_vectors.npy", "documents.jsonl", "passages.jsonl", "sentences.jsonl",
     "analyzer.json", "data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "params.index.json",
     "vocab.index.json", "nonoccurrence_array.index.npy",
+    # format 4: columnar segments (the first in the folder, later ones in seg-NNNN/) and lexical/ statistics
+    "documents.off.npy", "doc_texts.bin", "doc_texts.bin.off.npy", "passages.npy", "passage_ids.npy",
+    "passage_ids.order.npy", "headings.bin", "headings.bin.off.npy", "sentences.npy", "passage_vectors.npy",
+    "postings_tf.npy", "passage_lengths.npy", "tokens.json", "stems.json", "df.npy", "live.npy",
+    *(f"{name}.{part}.npy" for name in ("passage_sentences", "postings", "passage_tokens", "sentence_tokens",
+                                        "context_tokens") for part in ("indptr", "values")),
 })
-"""Every file name an index build writes (in the folder or its lexical/ subfolder)."""
+"""Every file name an index build writes (in the folder, its lexical/ subfolder or a seg-NNNN/ segment folder)."""
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
@@ -64,26 +71,35 @@ def _all_files(directory: Path) -> list[Path]:
     return [p for p in directory.rglob("*") if p.is_file() or p.is_symlink()]
 
 
-def owned_files(directory: Path) -> list[Path] | None:
+def owned_files(directory: Path, partial: bool = False) -> list[Path] | None:
     """The files in `directory` this project wrote, or None when the folder is not (recognisably) an index of ours.
 
     Trusted, in order: a manifest of ours lists its files; a damaged manifest beside nothing but index file names
-    still marks a damaged index of ours. An empty folder is ours to fill (an empty list).
+    still marks a damaged index of ours. An empty folder is ours to fill (an empty list). `partial`: the folder is a
+    temporary build folder of ours (named `.NAME.tmp-<12 hex>`), which holds no manifest until its last step: files
+    that all have index file names are ours.
     """
     directory = Path(directory)
     files = _all_files(directory)
     if not files:
         return []
     manifest = read_manifest(directory)
-    if manifest is not None and (manifest.get("kind") == INDEX_KIND or
-                                 ("format_version" in manifest and isinstance(manifest.get("files"), dict))):
+    if manifest is not None and (manifest.get("kind") == INDEX_KIND or _older_manifest_of_ours(manifest)):
         listed = {directory / name for name in (manifest.get("files") or {}) if isinstance(name, str)}
         listed.add(directory / MANIFEST)
         known = {p for p in files if p.name in INDEX_FILE_NAMES}
         return sorted(p for p in files if p in listed or p in known)
-    if all(p.name in INDEX_FILE_NAMES for p in files) and (directory / MANIFEST).exists():
+    if all(p.name in INDEX_FILE_NAMES for p in files) and ((directory / MANIFEST).exists() or partial):
         return sorted(files)
     return None
+
+
+def _older_manifest_of_ours(manifest: dict) -> bool:
+    """A manifest from before `kind` was written: a format version and a files table naming only index files
+    (someone else's tool may write {"format_version", "files"} too, listing the user's own files)."""
+    files = manifest.get("files")
+    return ("format_version" in manifest and isinstance(files, dict) and bool(files)
+            and all(isinstance(name, str) and Path(name).name in INDEX_FILE_NAMES for name in files))
 
 
 def check_location(directory: Path) -> None:
@@ -99,13 +115,13 @@ def check_location(directory: Path) -> None:
             "project wrote). Choose a new or empty folder for --index / RAG_INDEX_DIR; nothing in it was touched.")
 
 
-def remove_owned(directory: Path, log: Callable[[str], None] = lambda _: None) -> bool:
+def remove_owned(directory: Path, log: Callable[[str], None] = lambda _: None, partial: bool = False) -> bool:
     """Delete the files of ours in `directory`, then its empty folders; True when the folder is gone. Files that are
     not ours are never deleted: the folder stays, with a message."""
     directory = Path(directory)
     if not directory.exists():
         return True
-    files = owned_files(directory)
+    files = owned_files(directory, partial=partial)
     if files is None:
         log(f"left {directory} in place: it holds files this project did not write")
         return False
@@ -129,11 +145,23 @@ def sibling(directory: Path, kind: str) -> Path:
     return directory.with_name(f".{directory.name}.{kind}-{uuid.uuid4().hex[:12]}")
 
 
+_SIBLING_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
 def _siblings(directory: Path, kind: str) -> list[Path]:
+    """Folders `sibling` made beside the index (`.NAME.KIND-<12 hex>`): a folder merely named alike is not one."""
     parent = directory.parent
     if not parent.is_dir():
         return []
-    return sorted(p for p in parent.glob(f".{directory.name}.{kind}-*") if p.is_dir())
+    prefix = f".{directory.name}.{kind}-"
+    return sorted(p for p in parent.glob(f"{prefix}*")
+                  if p.is_dir() and not p.is_symlink() and _SIBLING_ID.match(p.name[len(prefix):]))
+
+
+def has_leftovers(directory: Path) -> bool:
+    """Whether killed builds left temporary or old folders beside the index (a cheap look, no lock)."""
+    directory = Path(directory)
+    return bool(_siblings(directory, "old") or _siblings(directory, "tmp"))
 
 
 def recover(directory: Path, log: Callable[[str], None] = lambda _: None) -> None:
@@ -146,8 +174,10 @@ def recover(directory: Path, log: Callable[[str], None] = lambda _: None) -> Non
         os.replace(newest, directory)
         log(f"Recovered the index from an interrupted swap ({newest.name}).")
         olds.remove(newest)
-    for leftover in olds + _siblings(directory, "tmp"):
+    for leftover in olds:
         remove_owned(leftover, log)
+    for leftover in _siblings(directory, "tmp"):
+        remove_owned(leftover, log, partial=True)
 
 
 def swap_in(built: Path, directory: Path, log: Callable[[str], None] = lambda _: None) -> None:
@@ -160,7 +190,26 @@ def swap_in(built: Path, directory: Path, log: Callable[[str], None] = lambda _:
     os.replace(built, directory)
     _fsync_dir(directory.parent)
     if old is not None:
+        _keep_foreign_files(old, directory, log)
         remove_owned(old, log)
+
+
+def _keep_foreign_files(old: Path, new: Path, log: Callable[[str], None]) -> None:
+    """Files a user put into the index folder go back to their own paths in the new version (never deleted, never
+    left in a hidden folder); a path the new index itself uses keeps the index's file, the user's stays in `old`."""
+    ours = owned_files(old)
+    if ours is None:
+        return
+    ours_set = set(ours)
+    for path in _all_files(old):
+        if path in ours_set:
+            continue
+        target = new / path.relative_to(old)
+        if target.exists() or target.is_symlink():
+            log(f"left {path} in place: the new index has a file at {target}")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -173,23 +222,33 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def build_lock(directory: Path) -> Iterator[None]:
-    """Hold the index's build lock: one build at a time across processes (flock on `.NAME.lock`) and threads."""
+def build_lock(directory: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold the index's build lock: one build at a time across processes (flock on `.NAME.lock`) and threads.
+    With `blocking=False` it yields False at once when someone else holds it (and True when it got it)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     key = str(directory.resolve())
     with _THREAD_LOCKS_GUARD:
         lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
-    with lock:
+    if not lock.acquire(blocking):
+        yield False
+        return
+    try:
         path = directory.with_name(f".{directory.name}.lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+    finally:
+        lock.release()
 
 
 def remove_tree_of_ours(directory: Path) -> None:

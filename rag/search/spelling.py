@@ -64,7 +64,12 @@ class Speller:
 
     @classmethod
     def from_index(cls, index, **kwargs) -> "Speller":
+        """From the word counts stored in the index (the same counts as over its documents' texts; an index
+        without them counts its documents now)."""
         kwargs.setdefault("splitter", getattr(index.lexical.analyzer, "splitter", None))
+        counts = getattr(index.lexical, "word_counts", None)
+        if counts:
+            return cls(counts, **kwargs)
         return cls.from_texts((d.text for d in index.documents.values()), **kwargs)
 
     def is_known(self, word: str) -> bool:

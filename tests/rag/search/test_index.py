@@ -59,7 +59,8 @@ def test_fresh_index_is_served_without_loading_the_model(seed_index_dir, encoder
 
 @pytest.mark.parametrize("damage, reason", [
     (lambda d: (d / "dense.faiss").write_bytes((d / "dense.faiss").read_bytes()[:100]), "corrupt or truncated"),
-    (lambda d: (d / "passages.jsonl").write_text("{not json", "utf-8"), "corrupt or truncated"),
+    (lambda d: (d / "passages.npy").write_text("{not an array", "utf-8"), "corrupt or truncated"),
+    (lambda d: (d / "doc_texts.bin").write_bytes((d / "doc_texts.bin").read_bytes() + b"x"), "corrupt or truncated"),
     (lambda d: (d / "manifest.json").write_text("{", "utf-8"), "manifest is unreadable"),
     (lambda d: (d / "sentence_vectors.npy").unlink(), "missing"),
     (lambda d: shutil.rmtree(d), "no index"),

@@ -1,0 +1,87 @@
+"""The columnar storage: string and ragged columns, memory-mapped loading, lazy views equal to what was built."""
+
+import mmap
+
+import numpy as np
+
+from rag.search.columns import RaggedColumn, StringColumn
+from rag.search.dense import top_indices
+from rag.search.index import CorpusIndex
+from rag.search.segment import byte_offsets
+
+
+def test_string_column_round_trip_with_swedish_text(tmp_path):
+    values = ["Kontaktsjuksköterskan", "", "ﬂer – “citat” 😀", "å" * 1000]
+    StringColumn.write(tmp_path / "s.bin", values)
+    col = StringColumn.open(tmp_path / "s.bin")
+    assert list(col) == values and len(col) == 4 and col[-1] == values[-1]
+
+
+def test_ragged_column_round_trip(tmp_path):
+    rows = [[3, 1, 2], [], [7]]
+    RaggedColumn.from_rows(rows).save(tmp_path / "r")
+    col = RaggedColumn.open(tmp_path / "r")
+    assert [c.tolist() for c in col] == rows
+
+
+def test_byte_offsets_match_utf8_slicing():
+    text = "Vårdförlopp – ﬂer 😀 stöd"
+    b = byte_offsets(text)
+    data = text.encode("utf-8")
+    for start in range(len(text)):
+        for end in range(start, len(text) + 1):
+            assert data[b[start] : b[end]].decode("utf-8") == text[start:end]
+
+
+def test_top_indices_equals_a_stable_full_sort():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scores = rng.integers(0, 5, size=rng.integers(1, 40)).astype(np.float32)
+        k = int(rng.integers(1, len(scores) + 2))
+        assert top_indices(scores, k).tolist() == np.argsort(-scores, kind="stable")[:k].tolist()
+
+
+def test_a_loaded_index_maps_its_files_and_its_views_equal_the_build(seed_index_dir, encoder):
+    corpus, index_dir = seed_index_dir
+    built = CorpusIndex.build(corpus, encoder)
+    loaded = CorpusIndex.load(index_dir)
+    for array in (loaded.passage_vectors, loaded.sentence_vectors, loaded.segments[0].postings.values):
+        assert isinstance(array.base, mmap.mmap) or isinstance(array, np.memmap), type(array)
+    assert [loaded.passages[i] for i in range(len(loaded.passages))] == [built.passages[i] for i in range(len(built.passages))]
+    assert [loaded.sentences[i] for i in range(len(loaded.sentences))] == [built.sentences[i] for i in range(len(built.sentences))]
+    assert [loaded.passage_sentences[i] for i in range(len(loaded.passages))] == \
+        [built.passage_sentences[i] for i in range(len(built.passages))]
+    assert np.allclose(np.asarray(loaded.passage_vectors), np.asarray(built.passage_vectors), atol=1e-6)
+    assert sorted(loaded.documents) == sorted(built.documents)
+    for doc_id, doc in built.documents.items():
+        assert loaded.documents[doc_id] == doc
+
+
+def test_stored_token_sets_are_what_the_analyzer_makes(seed_index_dir):
+    index = CorpusIndex.load(seed_index_dir[1])
+    analyze = index.lexical.analyzer.analyze
+    for row in range(len(index.sentences)):
+        assert index.sentence_token_sets[row] == frozenset(analyze(index.sentences[row].text))
+    for row in range(len(index.passages)):
+        p = index.passages[row]
+        assert index.passage_context_token_sets[row] == frozenset(analyze(f"{p.title} {p.heading}"))
+
+
+def test_passages_are_found_by_id_and_a_loaded_index_is_not_checksummed_at_start(seed_index_dir, tmp_path):
+    import shutil
+
+    index = CorpusIndex.load(seed_index_dir[1])
+    for row in range(len(index.passages)):
+        assert index.passage_row(index.passages[row].passage_id) == row
+    assert index.passage_row("0" * 16) is None
+    copy = tmp_path / "index"
+    shutil.copytree(seed_index_dir[1], copy)
+    data = bytearray((copy / "doc_texts.bin").read_bytes())
+    data[10] ^= 1  # same size, other bytes: only a full verification sees it
+    (copy / "doc_texts.bin").write_bytes(bytes(data))
+    CorpusIndex.load(copy)
+    import pytest
+    from rag.search.index import IndexInvalid
+
+    with pytest.raises(IndexInvalid, match="checksum"):
+        CorpusIndex.load(copy, verify=True)
