@@ -160,11 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     staff.add_argument("username", nargs="?")
     staff.add_argument("--name", default="", help="the person's name, shown when logged in")
     staff.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
-    for name, help_text in (("add", "index files (copied into the corpus folder); only they are read and embedded"),
-                            ("remove", "take documents out of the index (their files move to the corpus's .removed/)")):
+    for name, help_text in (("add", "index files (from outside the corpus: copied into its uploads/); only they are read and embedded"),
+                            ("remove", "take documents out of the index (an uploaded file is deleted, any other listed in removed.json)")):
         p = sub.add_parser(name, help=help_text)
         if name == "add":
-            p.add_argument("paths", nargs="+", metavar="PATH", help="files to add (.txt .md .html .pdf)")
+            p.add_argument("paths", nargs="+", metavar="PATH", help="files to add (.txt .md .html .pdf .docx)")
         else:
             p.add_argument("doc_ids", nargs="+", metavar="DOC_ID", help="document ids (as in citations: doc_id)")
         p.add_argument("--corpus", help="corpus folder (default: the built-in corpus/)")

