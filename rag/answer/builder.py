@@ -11,12 +11,18 @@ import numpy as np
 from rag.answer.model import ANSWER_FEATURES, SENTENCE_FEATURES, AnswerModel
 from rag.answer.qtypes import counted_word, question_type, sentence_kinds, type_match
 from rag.search.analysis import definition_token
-
 from rag.search.index import CorpusIndex
 from rag.search.query import Query, QueryTerm
 from rag.search.retrieve import Retrieval
 from rag.types import Citation
 
+
+NUMBER_TYPES = ("count", "money")
+"""Question types answered only by a sentence holding the number asked for: quoting a list of kronor to "hur många
+kontaktsjuksköterskor" reads as an answer and is none; the learned model weighs this as one feature among many and
+was seen to answer such questions (tests/rag/answer/test_builder.py), so it is a rule on top of it: such a question
+is refused when none of the NUMBER_DEPTH best sentences gives a number of the kind asked for (or "gratis")."""
+NUMBER_DEPTH = 5
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Evidence:
     values: dict = field(default_factory=dict)
     n_terms: int = 0
     qtype: str = "other"
+    number_found: bool = True  # for NUMBER_TYPES: a top sentence gives the kind of number asked for
 
     def features(self) -> list[float]:
         return [self.values.get(f, 0.0) for f in ANSWER_FEATURES]
@@ -224,13 +231,17 @@ class AnswerBuilder:
             "mean_top3": float(np.mean([c.score for c in ranked[:3]])),
             "coverage_plain_top": best.features.get("coverage_plain", 0.0),
         }
-        return Evidence(values, n_terms=len(own), qtype=qtype)
+        number_found = any(c.features.get("type_match", 0.5) >= 1.0 for c in ranked[:NUMBER_DEPTH])
+        return Evidence(values, n_terms=len(own), qtype=qtype, number_found=number_found)
 
     def p_answerable(self, evidence: Evidence) -> float:
         return self.model.answerable.probability(evidence.values) if evidence.n_terms else 0.0
 
     def answerable(self, evidence: Evidence) -> bool:
-        """Whether the sources answer the question: the answerability model's probability against its threshold."""
+        """Whether the sources answer the question: the answerability model's probability against its threshold;
+        a question that asks for a number ("hur många X", "vad kostar") only when the best sentence gives one."""
+        if evidence.qtype in NUMBER_TYPES and not evidence.number_found:
+            return False
         return evidence.n_terms > 0 and self.p_answerable(evidence) >= self.model.answerable.threshold
 
     def select(self, ranked: list[SentenceCandidate]) -> list[SentenceCandidate]:

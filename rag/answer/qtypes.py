@@ -26,7 +26,8 @@ _Q = [  # matched against the folded, lower-cased question; first match wins
     ("duration", r"\bhur (lange|lang tid|ofta|snabbt|tidigt)\b|\binom hur\b|\bhur manga (dagar|veckor|manader|ar)\b"),
     ("date", r"\bnar\b|\bvilket (ar|datum)\b|\bvilken (manad|dag|tid)\b|\bsedan nar\b|\bfran (och med )?nar\b"),
     ("who", r"\bvem\b|\bvilka (ar|ansvarar|betalar|far|kan|ska|har)\b|\bvilken (myndighet|organisation|region|aktor)\b|"
-            r"\bvem (ansvarar|betalar|bestammer|star)\b|\bvilka aktorer\b"),
+            r"\bvem (ansvarar|betalar|bestammer|star)\b|\bvilka aktorer\b|"
+            r"\bvilka (yrkesgrupper|professioner|yrken|personalgrupper|specialister)\b|\bvilken (yrkesgrupp|profession)\b"),
     ("place", r"\bvar (kan|finns|far|ska|hittar|vander|soker|ligger|bokar|ar)\b|\bvart\b|\bi vilken (region|stad|lan)\b"),
     ("definition", r"^\W*(vad (ar|betyder|innebar|menas|star .* for)|vad ar (en|ett))\b|\bvad (betyder|innebar)\b"),
     ("reason", r"\bvarfor\b|\bav vilken anledning\b|\bvad beror\b|\bvad ar syftet\b|\bvad ar anledningen\b"),
@@ -60,7 +61,9 @@ _S = {
             r"december)\b|\b(sedan|från och med|fr\.o\.m\.|till och med|år)\s+\d|\b(våren|hösten|sommaren|vintern)\b",
     "who": r"\b(regeringen|socialstyrelsen|skr|regionerna?|kommunerna?|rcc|regionala cancercentrum|myndighet\w*|"
            r"försäkringskassan|läkaren?|sjuksköterskan?|kontaktsjuksköterskan?|vårdcentralen|patienten?|närstående|"
-           r"tandläkaren?|barnmorskan?|kuratorn?|ministern?|departementet|inspektionen|ansvarar|ansvarig\w*)\b",
+           r"tandläkaren?|barnmorskan?|kuratorn?|ministern?|departementet|inspektionen|ansvarar|ansvarig\w*|"
+           r"läkare|sjuksköterskor|kuratorer|psykolog\w*|fysioterapeut\w*|arbetsterapeut\w*|dietist\w*|"
+           r"specialist\w*|professioner|yrkesgrupper|personal(en)?)\b",
     "place": r"\b(på|i|vid|hos)\s+(vårdcentralen|sjukhuset|kliniken|mottagningen|apoteket|hemmet|hemma|region\w*|"
              r"kommunen|[A-ZÅÄÖ]\w+)\b|\b1177\.se\b|\bwww\.",
     "definition": r"^[^.!?]{0,80}?\b(är|innebär|betyder|avser|kallas|definieras som)\s+(en|ett|att|när|den|det|de|"
@@ -73,9 +76,10 @@ _S = {
 _S = {name: re.compile(rx, re.IGNORECASE) for name, rx in _S.items()}
 _MONEY = re.compile(r"\b(kr|kronor|kronorna|sek|mnkr|mkr|tkr|miljon(er)?\s+kronor|miljard(er)?\s+kronor|avgift\w*|"
                     r"belopp|kostnad\w*|kostar|gratis|avgiftsfri\w*|kostnadsfri\w*|ersättning\w*)\b", re.I)
-_COUNT_WORD = re.compile(r"\bhur många\s+(\w+)", re.I)
+_COUNT_WORD = re.compile(r"\bhur manga\s+(\w+)", re.I)  # on accent-folded text
+_FREE = re.compile(r"\b(gratis|avgiftsfri\w*|kostnadsfri\w*|ingen avgift|samma avgift|högkostnadsskydd\w*)\b", re.I)
 _COUNT_NUMBER = re.compile(r"\d|\b(två|tre|fyra|fem|sex|sju|åtta|nio|tio|elva|tolv|tjugo|trettio|hundra|tusen|"
-                           r"hälften|dubbelt|flera hundra|tusentals)\b", re.I)
+                           r"hälften|dubbelt|flera hundra|tusentals|procent)\b", re.I)
 _MATCH = {
     "amount": ("amount",), "duration": ("duration",), "date": ("date",), "who": ("who",), "place": ("place",),
     "definition": ("definition",), "reason": ("reason",), "rule": ("rule",), "procedure": ("procedure", "rule"),
@@ -106,8 +110,11 @@ def sentence_kinds(sentence: str) -> SentenceKinds:
 
 def counted_word(question: str) -> str:
     """What a "hur många X" question counts (X, lower case), or ""."""
-    m = _COUNT_WORD.search(question)
-    return m.group(1).lower() if m else ""
+    folded = fold_accents(question)  # "hur manga" as often as "hur många"
+    m = _COUNT_WORD.search(folded)
+    if not m:
+        return ""
+    return (question if len(folded) == len(question) else folded)[m.start(1):m.end(1)].lower()
 
 
 def type_match(qtype: str, kinds: SentenceKinds, sentence: str = "", counted: str = "") -> float:
@@ -115,7 +122,7 @@ def type_match(qtype: str, kinds: SentenceKinds, sentence: str = "", counted: st
     that want no particular kind ("which", "other"). A money question wants an amount of money; "hur många X" wants a
     number of X (the sentence names X near a number, and a list of kronor is not an answer)."""
     if qtype == "money":
-        return 1.0 if kinds.number and _MONEY.search(sentence) else 0.0
+        return 1.0 if (kinds.number and _MONEY.search(sentence)) or _FREE.search(sentence) else 0.0
     if qtype == "count":
         if not _COUNT_NUMBER.search(sentence):  # "en kontaktsjuksköterska" is not a count
             return 0.0
