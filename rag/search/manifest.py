@@ -15,6 +15,11 @@ def manifest_problem(manifest: dict) -> str:
     analyzer = manifest.get("analyzer", {})
     if not isinstance(analyzer, dict):
         return "the index manifest's 'analyzer' is not an object"
+    files, sizes = manifest.get("files", {}), manifest.get("sizes", {})
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        return "the index manifest's 'files' are not a table of file names and checksums"
+    if not isinstance(sizes, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes.values()):
+        return "the index manifest's 'sizes' are not a table of file sizes"
     problems = manifest.get("problems", [])
     if not isinstance(problems, list) or not all(
             isinstance(q, dict) and isinstance(q.get("path"), str) and isinstance(q.get("message"), str)

@@ -78,7 +78,7 @@ def test_a_damaged_manifest_is_never_served_but_rebuilt_with_a_message(damage, s
     assert len(reloaded.passages) == len(served.passages) > 0
 
 
-@pytest.mark.parametrize("entry", ["dense.faiss", "passages.jsonl", "sentence_vectors.npy", "lexical/vocab.index.json"])
+@pytest.mark.parametrize("entry", ["dense.faiss", "passages.npy", "sentence_vectors.npy", "lexical/tokens.json"])
 @pytest.mark.parametrize("also_the_file", [False, True], ids=["entry-only", "entry-and-file"])
 def test_an_index_whose_manifest_lost_a_file_entry_is_invalid_and_rebuilt(entry, also_the_file, small_index,
                                                                           warm_cache, encoder):

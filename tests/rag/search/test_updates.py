@@ -3,6 +3,7 @@ duplicates, and `build` touching only what changed (real model, real FAISS, real
 
 import json
 import shutil
+import uuid
 
 import numpy as np
 import pytest
@@ -129,7 +130,9 @@ def test_build_touches_only_the_changed_document(two_of_three, encoder):
     corpus, index_dir, _ = two_of_three
     before = CorpusIndex.load(index_dir)
     doc = corpus / "seeds" / "psykosocialt-stod-vid-cancer.txt"
-    doc.write_text(doc.read_text("utf-8") + "\n\nEn ny mening om kuratorer på onkologiska kliniker.\n", "utf-8")
+    # a sentence no earlier run embedded (the embedding cache outlives a test run)
+    doc.write_text(doc.read_text("utf-8") + f"\n\nEn ny mening om kuratorer på onkologiska kliniker nr {uuid.uuid4().hex}.\n",
+                   "utf-8")
     logs = []
     index = open_index(corpus, index_dir, lambda: encoder, MODEL, log=logs.append)
     assert logs[0].startswith("Updating the index") and "1 changed" in logs[1], logs
