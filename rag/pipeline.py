@@ -180,16 +180,20 @@ class Pipeline:
         history = [normalize_query(h) for h in history if normalize_query(h)]
         # The triage reads the message itself (its query vector is the retrieval vector unless a follow-up or a
         # spelling correction changes what is searched); earlier messages can complete a concept.
-        vector = self.retriever.encode_query(clean) if self._triage_vectors else None
-        safety = self.triager.run(clean, history, vector)
-        t_triage = time.perf_counter()
         query = self.processor.run(clean, history)
+        t_query = time.perf_counter()
+        # One encoder call for the message and, when a follow-up or a spelling correction changes it, the search
+        # text (a batch of two costs far less than two calls).
+        texts = [clean] if self._triage_vectors else []
+        vectors = dict(zip(texts + [query.search_text], self.retriever.encode_queries(texts + [query.search_text])))
+        safety = self.triager.run(clean, history, vectors.get(clean) if self._triage_vectors else None)
+        t_triage = time.perf_counter()
         if not any(t.weight == 1.0 and t.word not in QUESTION_WORDS and not t.word.startswith("=") for t in query.terms) \
                 and not query.followup_of:  # "Vad betyder det?" with nothing earlier to refer to
             return Answer(raw, "" if safety.suicide else NO_TOPIC_MESSAGE, (), (), True,
                           notice=safety.notice if safety.urgent else "", reason="no_topic", triage=safety)
         t1 = time.perf_counter()
-        retrieval = self.retriever.run(query, k=k)
+        retrieval = self.retriever.run(query, k=k, query_vector=vectors[query.search_text])
         t2 = time.perf_counter()
         ranked = self.builder.candidates(query, retrieval)
         evidence = self.builder.evidence(query, retrieval, ranked)
@@ -205,7 +209,7 @@ class Pipeline:
             text, reason = "", "urgent"  # the urgent notice comes instead of the refusal
         elif not answerable:
             text, reason = refusal_text(self.profile), "not_covered"
-            suggestions = SuggestionFinder(self._answers).run(retrieval.hits, clean) if suggest else ()
+            suggestions = self._suggest(retrieval.hits, clean) if suggest else ()
         else:
             citations = self.builder.citations(self.builder.select(ranked))
             text = compose_text(citations)
@@ -221,7 +225,7 @@ class Pipeline:
             reason=reason,
             triage=safety,
             suggestions=suggestions,
-            timings_ms={"triage": (t_triage - t0) * 1e3, "query": (t1 - t_triage) * 1e3,
+            timings_ms={"query": (t_query - t0) * 1e3, "triage": (t_triage - t_query) * 1e3,
                         "retrieve": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3},
             details={"evidence": {"qtype": evidence.qtype, **evidence.values},
                      "p_answerable": self.builder.p_answerable(evidence),
@@ -234,17 +238,34 @@ class Pipeline:
                                 "sources": safety.sources()}},
         )
 
+    def suggest(self, answer: Answer) -> tuple[str, ...]:
+        """Up to three nearby questions the sources answer, for a refusal made with `ask(..., suggest=False)`: the
+        app shows the refusal first and the suggestions a moment later."""
+        if answer.reason != "not_covered" or answer.suggestions:
+            return answer.suggestions
+        return self._suggest(list(answer.hits), normalize_query(answer.question))
+
+    def _suggest(self, hits: list, question: str) -> tuple[str, ...]:
+        return SuggestionFinder(self._answers).run(hits, question)
+
+    SUGGESTION_CACHE = 20_000
+    """Checked suggestion questions remembered (per index): the same headings come back for many refusals."""
+
     def _answers(self, questions: list[str]) -> list[bool]:
         """Whether the pipeline would answer each question with a citation (checks refusal suggestions: the
-        vectors in one batch, then retrieval and the answer decision per question)."""
-        vectors = self.retriever.encode_queries(questions)
-        out = []
-        for question, vector in zip(questions, vectors):
+        vectors of the unchecked ones in one batch, then retrieval and the answer decision per question)."""
+        cache = self.__dict__.get("_answers_cache")
+        if cache is None or cache[0] is not self.index or len(cache[1]) > self.SUGGESTION_CACHE:
+            cache = self._answers_cache = (self.index, {})
+        cache = cache[1]
+        todo = [q for q in dict.fromkeys(questions) if q not in cache]
+        vectors = self.retriever.encode_queries(todo) if todo else []
+        for question, vector in zip(todo, vectors):
             query = self.processor.run(question, ())
             retrieval = self.retriever.run(query, k=self.config.k, query_vector=vector)
             ranked = self.builder.candidates(query, retrieval)
-            out.append(bool(ranked) and self.builder.answerable(self.builder.evidence(query, retrieval, ranked)))
-        return out
+            cache[question] = bool(ranked) and self.builder.answerable(self.builder.evidence(query, retrieval, ranked))
+        return [cache[q] for q in questions]
 
     def retrieve(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list:
         """Only the retrieval step: the top-k hits for a question (the eval measures ranking deeper than k)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import streamlit as st
@@ -133,7 +134,7 @@ def render_welcome(profile) -> None:
             st.button(example, key=f"example-{i}", on_click=choose_example, args=(example,), width="stretch")
 
 
-def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool, max_age: int) -> None:
+def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool, max_age: int):
     """Notice first, then the follow-up note, the answer (or the abstention), its source cards and feedback."""
     if answer.notice:
         st.error(f"**Viktigt:** {escape_markdown(answer.notice)}", icon=":material/emergency:")
@@ -147,11 +148,8 @@ def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool,
             st.info(escape_markdown(answer.text), icon=":material/info:")
     else:
         st.markdown(answer_markdown(answer.text))
-    if answer.suggestions:
-        st.markdown("**Det här kan jag svara på:**")
-        for i, suggestion in enumerate(answer.suggestions):
-            st.button(suggestion, key=f"suggestion-{turn_id}-{i}", on_click=choose_example, args=(suggestion,),
-                      width="stretch")
+    slot = st.container()
+    render_suggestions(slot, answer, turn_id)
     if answer.citations:
         st.caption("Källor – öppna för att se meningen i sitt sammanhang:")
         for citation in answer.citations:
@@ -159,6 +157,18 @@ def render_answer(answer: Answer, turn_id: int, pipeline: Pipeline, audit: bool,
     render_feedback(turn_id)
     if audit:
         render_audit(answer, pipeline)
+    return slot
+
+
+def render_suggestions(slot, answer: Answer, turn_id: int) -> None:
+    """Questions the sources answer, offered with a refusal (one click asks them)."""
+    if not answer.suggestions:
+        return
+    with slot:
+        st.markdown("**Det här kan jag svara på:**")
+        for i, suggestion in enumerate(answer.suggestions):
+            st.button(suggestion, key=f"suggestion-{turn_id}-{i}", on_click=choose_example, args=(suggestion,),
+                      width="stretch")
 
 
 def render_citation(citation: Citation, passage: Passage | None, max_age: int) -> None:
@@ -205,17 +215,24 @@ def ask(pipeline: Pipeline, question: str, audit: bool, max_age: int) -> None:
             with st.spinner("Söker i källorna …"):
                 # A chain of follow-ups keeps its topic: each earlier turn counts as the question it was read as.
                 history = [t["answer"].details.get("resolved_question") or t["question"] for t in turns]
-                answer = pipeline.ask(question, history=history)
+                answer = pipeline.ask(question, history=history, suggest=False)  # the reply first, suggestions next
         except Exception:  # the user gets a plain message; staff find the trace in the server log
             log.exception("answering failed")
             st.error("Något gick fel när frågan skulle besvaras. Försök igen om en stund.")
             return
-        turns.append({"id": turn_id, "question": question, "answer": answer})
+        turn = {"id": turn_id, "question": question, "answer": answer}
+        turns.append(turn)
         try:
             QuestionLog.from_env().append(answer)  # off unless configured; redacted before it reaches disk
         except OSError:
             log.exception("could not log the question")
-        render_answer(answer, turn_id, pipeline, audit, max_age)
+        slot = render_answer(answer, turn_id, pipeline, audit, max_age)
+        if answer.reason == "not_covered":
+            try:
+                turn["answer"] = answer = replace(answer, suggestions=pipeline.suggest(answer))
+            except Exception:  # suggestions are a help, never the reason a reply fails
+                log.exception("suggestions failed")
+            render_suggestions(slot, answer, turn_id)
 
 
 

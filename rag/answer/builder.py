@@ -84,6 +84,7 @@ class AnswerBuilder:
         self.min_words = min_words
         self.parts_credit = parts_credit
         self.alternative_credit = alternative_credit
+        self._term_weights: dict[tuple[str, ...], float] = {}  # idf of a term's rarest form, by its forms
 
     def warm_up(self) -> "AnswerBuilder":
         """Analyze every sentence once now, so the first question is as fast as the rest."""
@@ -111,8 +112,15 @@ class AnswerBuilder:
     def term_weight(self, term: QueryTerm) -> float:
         """idf of the term's rarest known form (its alternatives' forms included); a term the corpus does not know
         in any form weighs as the rarest word, so it counts against covering the question."""
-        known = [self._idf[t] for t in term.all_tokens() if t in self._idf]
-        return max(known) if known else self._max_idf
+        tokens = tuple(term.all_tokens())
+        weight = self._term_weights.get(tokens)
+        if weight is None:
+            known = [self._idf[t] for t in tokens if t in self._idf]
+            weight = max(known) if known else self._max_idf
+            if len(self._term_weights) > 100_000:
+                self._term_weights.clear()
+            self._term_weights[tokens] = weight
+        return weight
 
     def known(self, term: QueryTerm) -> bool:
         return any(t in self._idf for t in term.all_tokens())

@@ -173,7 +173,12 @@ class LexicalIndex:
         return len(self.live)
 
     def live_count(self) -> int:
-        return int(np.count_nonzero(self.live))
+        """Live passages (cached per version of the statistics: idf reads it for every term of every question)."""
+        cached = self.__dict__.get("_live_count")
+        if cached is None or cached[0] != (self._version, id(self.live), len(self.live)):
+            cached = ((self._version, id(self.live), len(self.live)), int(np.count_nonzero(self.live)))
+            self._live_count = cached
+        return cached[1]
 
     @property
     def avgdl(self) -> float:
