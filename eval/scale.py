@@ -413,6 +413,20 @@ def main(argv=None) -> int:
         print(json.dumps(measure(args.measure / "index", args.measure / "corpus", model, args.store, args.repeat,
                                  args.add_one)))
         return 0
+    if args.store == "pgvector" and not os.environ.get("RAG_STORE_URL"):
+        from rag.search.stores import embedded_postgres
+
+        with embedded_postgres() as url:  # the project's own server (unix socket), stopped at the end
+            os.environ["RAG_STORE_URL"] = url
+            try:
+                return _run(args, model, log)
+            finally:
+                os.environ.pop("RAG_STORE_URL", None)
+    return _run(args, model, log)
+
+
+def _run(args, model: str, log) -> int:
+    """Build (or reuse) the synthetic index and measure it in a fresh process."""
     work = args.keep or Path(tempfile.mkdtemp(prefix="rag-scale-"))
     try:
         built: dict = {}
