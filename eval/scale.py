@@ -234,33 +234,19 @@ def measure(index_dir: Path, corpus_dir: Path, model: str, store: str, repeat: i
     items = load_gold()  # the report split: the questions nothing was tuned on
     first = pipeline.ask(items[0].question)
     startup = time.perf_counter() - t0
-    times, cpu, both, suggest, stages = [], [], [], [], {"retrieve": [], "answer": []}
-    for _ in range(repeat):
-        for it in items:
-            # as in the app: the reply first, then a refusal's suggestions; nothing cached from earlier questions
-            pipeline.retriever._query_cache.clear()
-            pipeline._answers_cache = None
-            t, c = time.perf_counter(), time.process_time()
-            answer = pipeline.ask(it.question, history=it.history, suggest=False)
-            times.append((time.perf_counter() - t) * 1e3)
-            cpu.append((time.process_time() - c) * 1e3)
-            for k in stages:
-                stages[k].append(answer.timings_ms.get(k, 0.0))
-            extra = 0.0
-            if answer.reason == "not_covered":
-                t = time.perf_counter()
-                pipeline.suggest(answer)
-                extra = (time.perf_counter() - t) * 1e3
-                suggest.append(extra)
-            both.append(times[-1] + extra)
+    from eval.speed import time_replies
+
+    timed = time_replies(pipeline, [(it.question, it.history) for it in items], repeat)
+    times, cpu, both, suggest, stages = (timed["reply"], timed["cpu"], timed["both"], timed["suggestions"],
+                                         timed["stages"])
 
     def pct(values, q):
         return round(float(np.percentile(values, q)), 1)
 
     out = {"startup_s": round(startup, 2), "ask_p50_ms": pct(times, 50), "ask_p95_ms": pct(times, 95),
            "ask_cpu_p50_ms": pct(cpu, 50), "ask_cpu_p95_ms": pct(cpu, 95), "asks": len(times),
-           "retrieve_p50_ms": pct(stages["retrieve"], 50), "retrieve_p95_ms": pct(stages["retrieve"], 95),
-           "answer_p95_ms": pct(stages["answer"], 95), "first_answer_cited": bool(first.citations),
+           "retrieve_p50_ms": pct(stages.get("retrieve", [0.0]), 50), "retrieve_p95_ms": pct(stages.get("retrieve", [0.0]), 95),
+           "answer_p95_ms": pct(stages.get("answer", [0.0]), 95), "first_answer_cited": bool(first.citations),
            "suggestions_p50_ms": pct(suggest, 50) if suggest else None,
            "suggestions_p95_ms": pct(suggest, 95) if suggest else None,
            "with_suggestions_p95_ms": pct(both, 95),

@@ -72,15 +72,14 @@ class Layout:
         return self._docs.get((seg_index, doc_row), lambda: self.segments[seg_index].document_row(doc_row))
 
 
-class PassageView(Sequence):
-    """`index.passages[row]` -> Passage, built from the columns on access."""
+class _RowView(Sequence):
+    """Rows built from the columns on access and kept in a small LRU; `_make(row)` builds one."""
+
+    CACHE = 4096
 
     def __init__(self, layout: Layout) -> None:
         self._layout = layout
-        self._cache = LRU(4096)
-
-    def __len__(self) -> int:
-        return self._layout.passage_bases[-1]
+        self._cache = LRU(self.CACHE)
 
     def __getitem__(self, row):
         if isinstance(row, slice):
@@ -89,6 +88,16 @@ class PassageView(Sequence):
         if row < 0:
             row += len(self)
         return self._cache.get(row, lambda: self._make(row))
+
+    def _make(self, row: int):
+        raise NotImplementedError
+
+
+class PassageView(_RowView):
+    """`index.passages[row]` -> Passage, built from the columns on access."""
+
+    def __len__(self) -> int:
+        return self._layout.passage_bases[-1]
 
     def _make(self, row: int) -> Passage:
         seg, si, local = self._layout.passage(row)
@@ -103,23 +112,13 @@ class PassageView(Sequence):
         return seg.passage_ids[local].decode("ascii")
 
 
-class SentenceView(Sequence):
+class SentenceView(_RowView):
     """`index.sentences[row]` -> Sentence (doc_id, start, end, text, is_heading)."""
 
-    def __init__(self, layout: Layout) -> None:
-        self._layout = layout
-        self._cache = LRU(16384)
+    CACHE = 16384
 
     def __len__(self) -> int:
         return self._layout.sentence_bases[-1]
-
-    def __getitem__(self, row):
-        if isinstance(row, slice):
-            return [self[i] for i in range(*row.indices(len(self)))]
-        row = int(row)
-        if row < 0:
-            row += len(self)
-        return self._cache.get(row, lambda: self._make(row))
 
     def _make(self, row: int) -> Sentence:
         seg, si, local = self._layout.sentence(row)
