@@ -1,4 +1,7 @@
+import pytest
+
 from rag.search.analysis import FOLDED_PREFIX, PART_PREFIX, CompoundSplitter, SwedishAnalyzer, content_words, stem
+from tests.conftest import CORPUS
 
 
 def test_stop_words_and_question_words_are_dropped():
@@ -31,3 +34,35 @@ def test_query_word_matches_a_compound_in_the_text():
     doc_tokens = set(analyzer.analyze("Alla ska ha en kontaktsjuksköterska."))
     own, _ = analyzer.term_tokens("sjuksköterska", query=True)
     assert PART_PREFIX + "sjukskotersk" in own and set(own) & doc_tokens
+
+
+def test_the_cached_lemma_dictionary_is_simplemmas_own_and_a_damaged_cache_file_is_rewritten(tmp_path, monkeypatch):
+    import marshal
+
+    import simplemma
+    from simplemma.strategies.dictionaries.dictionary_factory import _load_dictionary_from_disk
+
+    from rag.search.analysis import _cached_dictionary
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path))
+    decoded = _load_dictionary_from_disk("sv")
+    first = _cached_dictionary("sv", simplemma.__version__, _load_dictionary_from_disk)
+    path = tmp_path / "simplemma" / f"sv-{simplemma.__version__}.marshal"
+    assert first == decoded and path.is_file()
+    assert _cached_dictionary("sv", simplemma.__version__, lambda lang: pytest.fail("decoded again")) == decoded
+    path.write_bytes(b"\x00 not marshal data")
+    assert _cached_dictionary("sv", simplemma.__version__, _load_dictionary_from_disk) == decoded
+    assert marshal.loads(path.read_bytes()) == decoded
+
+
+def test_the_lemmatizer_gives_simplemmas_lemmas_for_corpus_words():
+    import re
+
+    import simplemma
+
+    from rag.search.analysis import _lemmatizer
+
+    text = " ".join(p.read_text(encoding="utf-8") for p in sorted((CORPUS / "seeds").glob("*.txt")))
+    words = sorted(set(re.findall(r"[^\W\d_]+", text)))
+    assert len(words) > 400
+    assert [_lemmatizer()(w, lang="sv") for w in words] == [simplemma.lemmatize(w, lang="sv") for w in words]
