@@ -6,7 +6,6 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -126,21 +125,16 @@ class Pipeline:
             return self
         log = log or (lambda msg: print(msg, file=sys.stderr))
         cfg = self.config
-        # The model loads in a thread while this one decodes the Swedish lemma dictionary and opens the index: the
-        # two take ~2.5 s and ~2 s and were the start-up, one after the other.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-encoder") as pool:
-            loading = pool.submit(load_encoder, cfg.model)
-            warm_analysis()
-            encoder = loading.result
-            if cfg.store == "pgvector":
-                from rag.search.stores import open_pg_index
+        self.encoder = load_encoder(cfg.model)
+        warm_analysis()
+        if cfg.store == "pgvector":
+            from rag.search.stores import open_pg_index
 
-                self.index = open_pg_index(cfg.corpus_dir, cfg.index_dir, encoder, cfg.model, cfg.store_url,
-                                           rebuild=rebuild, log=log, progress=progress)
-            else:
-                self.index = open_index(cfg.corpus_dir, cfg.index_dir, encoder, cfg.model, rebuild=rebuild,
-                                        log=log, progress=progress)
-            self.encoder = loading.result()
+            self.index = open_pg_index(cfg.corpus_dir, cfg.index_dir, lambda: self.encoder, cfg.model, cfg.store_url,
+                                       rebuild=rebuild, log=log, progress=progress)
+        else:
+            self.index = open_index(cfg.corpus_dir, cfg.index_dir, lambda: self.encoder, cfg.model, rebuild=rebuild,
+                                    log=log, progress=progress)
         self.retriever = Retriever(
             self.index, self.encoder, mode=cfg.mode, candidates=cfg.candidates, fusion=cfg.fusion, rrf_k=cfg.rrf_k,
             weights=cfg.weights, sentence_weight=cfg.sentence_weight,
