@@ -70,15 +70,10 @@ def base_material(model: str):
 
 def synthesize(n_passages: int, model: str, seed: int = 7, log=print):
     """A synthetic CorpusIndex of `n_passages` passages (in memory) made of the shipped corpus's sentences."""
-    from rag.search.dense import DenseIndex
     from rag.search.columns import RaggedColumn
-    from rag.search.index import CorpusIndex, FORMAT_VERSION, SegmentedDense, _versions
-    from rag.search.lexical import LexicalIndex, PostingPart, Vocabulary
-    from rag.search.analysis import SwedishAnalyzer, words
-    from rag.search.segment import SegmentParts, Segment, invert, text_sha
-    from rag.ingest.loader import corpus_fingerprint
-    from embeddings import model_fingerprint
-    from datetime import datetime, timezone
+    from rag.search.lexical import Vocabulary
+    from rag.search.analysis import words
+    from rag.search.segment import SegmentParts, invert, text_sha
 
     base, sentences, vectors, docs, by_doc, titles = base_material(model)
     rng = np.random.default_rng(seed)
@@ -182,7 +177,7 @@ def synthesize(n_passages: int, model: str, seed: int = 7, log=print):
 def build_synthetic(n_passages: int, model: str, index_dir: Path, corpus_dir: Path, log=print) -> dict:
     """Synthesize, index (dense type chosen by size) and save; returns build figures."""
     from rag.search.dense import DenseIndex
-    from rag.search.index import CorpusIndex, FORMAT_VERSION, SegmentedDense, _versions
+    from rag.search.index import CorpusIndex, FORMAT_VERSION, SegmentedDense
     from rag.search.lexical import LexicalIndex, PostingPart
     from rag.search.segment import Segment
     from rag.ingest.loader import corpus_fingerprint

@@ -7,25 +7,12 @@ from typing import Any
 
 import streamlit as st
 
-from rag.present import (
-    answer_markdown,
-    citation_label,
-    code_text,
-    escape_markdown,
-    highlight_html,
-    is_outdated,
-    markdown_link,
-    max_source_age_from_env,
-    passage_block,
-    quote_span,
-    source_meta,
-    used_citations,
-)
-from rag.types import Answer, Citation, Document, Passage
+from rag.pipeline import Pipeline
+from rag.present import code_text, escape_markdown, highlight_html, passage_block, used_citations
+from rag.types import Answer
 
 log = logging.getLogger(__name__)
 
-from rag.pipeline import Pipeline
 
 def render_audit(answer: Answer, pipeline: Pipeline) -> None:
     """Staff view: every retrieved passage with score and used sentences, the source documents, the details."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import replace
-from typing import Any
 
 import streamlit as st
 
 from rag.present import (
     answer_markdown,
     citation_label,
-    code_text,
     escape_markdown,
     highlight_html,
     is_outdated,
@@ -21,7 +19,6 @@ from rag.present import (
     passage_block,
     quote_span,
     source_meta,
-    used_citations,
 )
 from rag.types import Answer, Citation, Document, Passage
 

@@ -8,9 +8,8 @@ from functools import cached_property
 
 import numpy as np
 
-from rag.answer.model import ANSWER_FEATURES, SENTENCE_FEATURES, AnswerModel
+from rag.answer.model import ANSWER_FEATURES, AnswerModel
 from rag.answer.qtypes import counted_word, question_type, sentence_kinds, type_match
-from rag.search.analysis import definition_token
 from rag.search.index import CorpusIndex
 from rag.search.query import Query, QueryTerm
 from rag.search.retrieve import Retrieval

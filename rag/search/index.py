@@ -27,8 +27,8 @@ from rag.search.lexical import LexicalIndex, PostingPart, Vocabulary, fit_analyz
 from rag.search.manifest import manifest_problem
 from rag.search.location import (INDEX_KIND, build_lock, cache_root, check_location, default_index_base, has_leftovers, read_manifest,
                                  recover, remove_tree_of_ours, sibling, swap_in)
-from rag.search.segment import (BEND, BSTART, DOC, END, EXTRA, HEADING_FLAG, SEGMENT_FILES, START, Segment,
-                                SegmentParts, byte_offsets, content_sha, invert, text_sha)
+from rag.search.segment import (DOC, EXTRA, HEADING_FLAG, SEGMENT_FILES, Segment, SegmentParts, byte_offsets,
+                                content_sha, invert, text_sha)
 from rag.search.views import (DocumentMap, Layout, PassageSentencesView, PassageView, SentenceView, TokenSetView,
                               stack)
 from rag.types import Document, Passage
@@ -64,11 +64,8 @@ def passage_embedding_text(passage: Passage) -> str:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class SegmentedDense:

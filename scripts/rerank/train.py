@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (LOGS, MAX_LEN_CHUNK, MAX_LEN_SENTENCE, MODELS, build_model, encode_pairs, holds_answer, load_tokenizer,  # noqa: E402
-                    mined, qrels_file_keyed, question_key, quotable, sentence_input, top_sentences)
+                    mined, qrels_file_keyed, question_key, sentence_input, top_sentences)
 
 MAX_LEN_FAQ = 192
 
