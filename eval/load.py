@@ -63,8 +63,8 @@ def streamlit_server(env_overrides: dict[str, str] | None = None, log_path: Path
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="rag-load-"))
     log_path = log_path or workdir / "streamlit.log"
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-           "RAG_FEEDBACK_DIR": str(workdir / "feedback"), **(env_overrides or {})}
+    # usage statistics stay off through .streamlit/config.toml (the browser tests check that no request leaves)
+    env = {**os.environ, "RAG_FEEDBACK_DIR": str(workdir / "feedback"), **(env_overrides or {})}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",

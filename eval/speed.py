@@ -49,8 +49,7 @@ def time_replies(pipeline, questions, repeat: int = 1) -> dict:
     out = {"reply": [], "both": [], "suggestions": [], "cpu": [], "stages": {}}
     for _ in range(repeat):
         for q, h in questions:
-            pipeline.retriever._query_cache.clear()
-            pipeline._answers_cache = None
+            pipeline.forget()
             t, c = time.perf_counter(), time.process_time()
             answer = pipeline.ask(q, history=h, suggest=False)
             reply = (time.perf_counter() - t) * 1e3

@@ -250,6 +250,11 @@ class Pipeline:
     def _suggest(self, hits: list, question: str) -> tuple[str, ...]:
         return SuggestionFinder(self._answers).run(hits, question)
 
+    def forget(self) -> None:
+        """Empty the query-vector and checked-suggestion caches (benchmarks time every question as never seen)."""
+        self.retriever._query_cache.clear()
+        self._answers_cache = None
+
     SUGGESTION_CACHE = 20_000
     """Checked suggestion questions remembered (per index): the same headings come back for many refusals."""
 

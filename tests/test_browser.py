@@ -1,17 +1,13 @@
 """The real server in headless Chromium at phone size: ask, see a cited answer and a source card, no script runs."""
 
-import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
+from eval.load import streamlit_server as eval_streamlit_server
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.browser
@@ -23,50 +19,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 QUESTION = "Vad är ett standardiserat vårdförlopp?"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_healthy(url: str, server: subprocess.Popen, log_path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer on {url} within {timeout} s")
-
-
-@contextlib.contextmanager
 def streamlit_server(tmp_path, **env_overrides):
-    """`streamlit run app.py` on a free port with `env_overrides`; always terminated afterwards."""
-    port = free_port()
-    env = {**os.environ, "RAG_FEEDBACK_DIR": str(tmp_path / "fb"),
-           **env_overrides}
-    log_path = tmp_path / "streamlit.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, proc, log_path)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+    """`streamlit run app.py` on a free port of 127.0.0.1 with `env_overrides` (eval.load's server: one way to start
+    the app for the load benchmark and the browser tests); always terminated afterwards."""
+    return eval_streamlit_server({"RAG_FEEDBACK_DIR": str(tmp_path / "fb"), **env_overrides},
+                                 log_path=tmp_path / "streamlit.log", timeout=120)
 
 
 @pytest.fixture()

@@ -276,11 +276,8 @@ def corpus_fingerprint(root: Path) -> str:
 
 
 def _file_digest(path: Path) -> bytes:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.digest()
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def take_page_marks(text: str) -> tuple[str, list[int]]:

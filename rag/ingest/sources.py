@@ -66,9 +66,15 @@ def add_upload(corpus_dir: Path, filename: str, data: bytes, user: str = "") -> 
     manifest[rel] = {"uploaded_by": user, "uploaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "original_name": Path(filename).name, "bytes": len(data)}
     _write_json(folder / UPLOADS_MANIFEST, manifest)
-    removed = removed_paths(corpus_dir) - {rel}
-    _write_json(corpus_dir / REMOVED_FILE, {"paths": sorted(removed)})
+    include_document(corpus_dir, rel)
     return rel
+
+
+def include_document(corpus_dir: Path, rel_path: str) -> None:
+    """Take a document off the exclusion list (`removed.json`), so the next build indexes it again."""
+    removed = removed_paths(corpus_dir)
+    if rel_path in removed:
+        _write_json(Path(corpus_dir) / REMOVED_FILE, {"paths": sorted(removed - {rel_path})})
 
 
 def remove_document(corpus_dir: Path, rel_path: str) -> str:

@@ -4,7 +4,6 @@ under the build lock, swapped in atomically, the corpus folder kept in step so t
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,8 @@ from embeddings import Encoder
 from embeddings.cache import CachedEncoder
 from rag.ingest.loader import (CorpusLoader, SUPPORTED_SUFFIXES, corpus_fingerprint, load_metadata,
                                max_file_bytes)
-from rag.ingest.sources import (REMOVED_FILE, UPLOADS, UPLOADS_MANIFEST, add_upload, remove_document,
-                                removed_paths, safe_name)
+from rag.ingest.sources import (REMOVED_FILE, UPLOADS, UPLOADS_MANIFEST, add_upload, include_document,
+                                remove_document, safe_name)
 from rag.search.index import CorpusIndex, embedding_cache_dir, locked_index
 from rag.search.segment import text_sha
 
@@ -71,8 +70,7 @@ class _CorpusChanges:
 
     def include(self, rel: str) -> None:
         """A file inside the corpus that staff had taken out is indexed again."""
-        if rel in removed_paths(self.corpus_dir):
-            self._save_removed(removed_paths(self.corpus_dir) - {rel})
+        include_document(self.corpus_dir, rel)
 
     def exclude(self, rel: str) -> str:
         path = self.corpus_dir / rel
@@ -82,12 +80,6 @@ class _CorpusChanges:
         if how != "deleted":
             self._deleted.pop(path, None)
         return how
-
-    def _save_removed(self, paths: set[str]) -> None:
-        target = self.corpus_dir / REMOVED_FILE
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps({"paths": sorted(paths)}, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, target)
 
     def undo(self) -> None:
         for path in self._written:

@@ -50,6 +50,16 @@ class Store(Protocol):
         """Release files, connections or servers."""
 
 
+def postings_top(postings, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
+    """BM25 top-k of a token bag: the tokens' contributions (`postings(token) -> (rows, scores)`) summed per row;
+    ties by row."""
+    scores: dict[int, float] = {}
+    for token in tokens:
+        for r, s in zip(*postings(token)):
+            scores[int(r)] = scores.get(int(r), 0.0) + float(s)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
 def convex_top(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], k: int,
                weights: tuple[float, float]) -> list[tuple[int, float]]:
     """The pipeline's fusion (rag.search.fuse.convex_combination) of two candidate lists, top-k by fused score."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from embeddings import Encoder
 from rag.search.index import CorpusIndex, locked_index
-from rag.search.stores.base import convex_top
+from rag.search.stores.base import convex_top, postings_top
 from rag.types import Document
 
 
@@ -49,11 +49,7 @@ class FaissStore:
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
 
     def lexical_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
-        scores = {}
-        for token in tokens:
-            for r, s in zip(*self.index.lexical.postings(token)):
-                scores[int(r)] = scores.get(int(r), 0.0) + float(s)
-        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return postings_top(self.index.lexical.postings, tokens, k)
 
     def hybrid_search(self, tokens: Sequence[str], vector: np.ndarray, k: int,
                       weights: tuple[float, float] = (0.5, 0.5)) -> list[tuple[int, float]]:

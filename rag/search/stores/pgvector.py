@@ -24,8 +24,8 @@ from rag.ingest.split import PassageSplitter, Sentence
 from rag.search.analysis import SwedishAnalyzer, stem
 from rag.search.index import SENTENCE_EXACT_MAX, CorpusIndex, make_parts
 from rag.search.lexical import Vocabulary
-from rag.search.segment import BEND, BSTART, DOC, END, EXTRA, HEADING_FLAG, START, content_sha, text_sha
-from rag.search.stores.base import convex_top
+from rag.search.segment import DOC, END, EXTRA, HEADING_FLAG, START, content_sha, text_sha
+from rag.search.stores.base import convex_top, postings_top
 from rag.search.views import LRU
 from rag.types import Document, Passage
 
@@ -283,12 +283,7 @@ class PgVectorStore:
         return [(int(r), float(s)) for r, s in rows]
 
     def lexical_search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
-        lexical = self.load().lexical
-        scores: dict[int, float] = {}
-        for token in tokens:
-            for r, s in zip(*lexical.postings(token)):
-                scores[int(r)] = scores.get(int(r), 0.0) + float(s)
-        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return postings_top(self.load().lexical.postings, tokens, k)
 
     def hybrid_search(self, tokens: Sequence[str], vector: np.ndarray, k: int,
                       weights: tuple[float, float] = (0.5, 0.5)) -> list[tuple[int, float]]:
