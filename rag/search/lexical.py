@@ -236,6 +236,59 @@ class LexicalIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         return np.concatenate(rows_out), np.concatenate(scores_out)
 
+    def frequency(self, token: str) -> int:
+        """Live document frequency of `token` (0 when unknown): the length of its live postings."""
+        i = self.vocabulary.get(token) if token else None
+        return int(self.df[i]) if i is not None and i < len(self.df) and self.df[i] > 0 else 0
+
+    def bound(self, token: str) -> float:
+        """An upper bound of the token's BM25 contribution to any passage: its largest one when its postings are
+        already scored, else its idf (tf / (tf + K) < 1); 0 if absent."""
+        hit = self.__dict__.get("_postings_cache", {}).get((token, self._version))
+        if hit is not None:
+            return float(hit[1].max()) if len(hit[1]) else 0.0
+        df = self.frequency(token)
+        return self.idf_of(df) if df else 0.0
+
+    def scores_at(self, token: str, rows: np.ndarray) -> np.ndarray:
+        """BM25 contribution of `token` at the given live passage rows (ascending), 0 where it is absent.
+
+        Reads only the entries found by binary search in the token's postings, so a common token costs
+        O(len(rows) log df), not O(df); the values equal those of `postings` bit for bit.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.float32)
+        hit = self.__dict__.get("_postings_cache", {}).get((token, self._version))
+        if hit is not None:  # already scored whole: look the rows up in it
+            cached_rows, cached_scores = hit
+            if len(cached_rows):
+                at = np.minimum(np.searchsorted(cached_rows, rows), len(cached_rows) - 1)
+                found = cached_rows[at] == rows
+                out[found] = cached_scores[at[found]]
+            return out
+        i = self.vocabulary.get(token) if token else None
+        if i is None or i >= len(self.df) or self.df[i] <= 0 or not len(rows):
+            return out
+        idf = self.idf_of(int(self.df[i]))
+        norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
+        for part in self.parts:
+            lo, hi = np.searchsorted(rows, [part.base, part.base + len(part.lengths)])
+            if lo == hi:
+                continue
+            prows, tf = part.rows_of(i)
+            if not prows.size:
+                continue
+            local = rows[lo:hi] - part.base
+            at = np.minimum(np.searchsorted(prows, local), len(prows) - 1)
+            found = np.asarray(prows[at]) == local
+            if not found.any():
+                continue
+            tf_found = tf[at[found]]
+            dl = part.lengths[local[found]]
+            score = (idf * tf_found / (tf_found + (norm[0] + norm[1] * dl))).astype(np.float32)
+            out[lo + np.flatnonzero(found)] = score
+        return out
+
     def _all_live(self) -> bool:
         key = (id(self.live), len(self.live), self.total_length)
         if getattr(self, "_live_key", None) != key:

@@ -89,27 +89,39 @@ def sparse_term_bm25(
     for term in query.terms:
         for t in term.all_tokens():
             tok(t)
-    lists = [r for r, _ in cache.values() if len(r)]
-    if not lists:
+    universe = _union([r for r, _ in cache.values() if len(r)])
+    if not universe.size:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    # the passages holding any query token, ascending: a bitmap over the rows, not a sort of all postings
-    n_rows = int(max(int(r[-1]) for r in lists)) + 1
-    mark = np.zeros(n_rows, dtype=bool)
-    for r in lists:
-        mark[r] = True
-    universe = np.flatnonzero(mark)
-    m = len(universe)
-    position = np.empty(n_rows, dtype=np.int64)
-    position[universe] = np.arange(m)
+    position = np.empty(int(universe[-1]) + 1, dtype=np.int64)
+    position[universe] = np.arange(len(universe))
 
     def dense(t: str) -> np.ndarray:
         rows, scores = tok(t)
-        out = np.zeros(m, dtype=np.float32)
+        out = np.zeros(len(universe), dtype=np.float32)
         out[position[rows]] = scores
         return out
 
-    def most(tokens) -> np.ndarray:  # elementwise max, in place (no stacked copy)
-        out = dense(tokens[0])
+    total = _term_scores(query.terms, dense, len(universe), parts_credit, alternative_credit)
+    keep = total > 0
+    return universe[keep], total[keep]
+
+
+def _union(lists: list[np.ndarray]) -> np.ndarray:
+    """The ascending union of row lists: a bitmap over the rows, not a sort of all of them."""
+    if not lists:
+        return np.zeros(0, dtype=np.int64)
+    mark = np.zeros(int(max(int(r[-1]) for r in lists)) + 1, dtype=bool)
+    for r in lists:
+        mark[r] = True
+    return np.flatnonzero(mark)
+
+
+def _term_scores(terms, dense, m: int, parts_credit: float, alternative_credit: float) -> np.ndarray:
+    """Sum over terms of weight x the term's best way of being in each of m passages; `dense(token)` gives a
+    token's contributions to those m passages (float32). The one formula of `sparse_term_bm25` and `top_term_bm25`."""
+
+    def most(tokens) -> np.ndarray:  # elementwise max, in place (no stacked copy); `dense`'s arrays stay as they are
+        out = dense(tokens[0]).copy()
         for t in tokens[1:]:
             np.maximum(out, dense(t), out=out)
         return out
@@ -118,15 +130,187 @@ def sparse_term_bm25(
         return np.mean(arrays, axis=0) if len(arrays) > 1 else arrays[0]
 
     total = np.zeros(m, dtype=np.float32)
-    for term in query.terms:
+    for term in terms:
         best = most(term.tokens) if term.tokens else np.zeros(m, dtype=np.float32)
         if term.parts:
             np.maximum(best, parts_credit * mean([dense(t) for t in term.parts]), out=best)
         for alt in term.alternatives:
             np.maximum(best, alternative_credit * mean([most(word) for word in alt]), out=best)
         total += term.weight * best
-    keep = total > 0
-    return universe[keep], total[keep]
+    return total
+
+
+def term_bound(term, bound, parts_credit: float = 0.8, alternative_credit: float = 0.7) -> float:
+    """An upper bound of a term's score in any passage, from per-token bounds (`bound(token)`, e.g. the idf; 0 for
+    a token the passage is known not to hold)."""
+    best = max((bound(t) for t in term.tokens), default=0.0)
+    if term.parts:
+        best = max(best, parts_credit * float(np.mean([bound(t) for t in term.parts])))
+    for alt in term.alternatives:
+        best = max(best, alternative_credit * float(np.mean([max((bound(t) for t in word), default=0.0) for word in alt])))
+    return term.weight * best
+
+
+PRUNE_FROM = 50_000
+"""`top_term_bm25` reads every posting (as `sparse_term_bm25`) while the query's tokens have at most this many
+postings in all; above it, the postings of common tokens are only looked up for the passages that can still win."""
+
+
+def top_term_bm25(
+    query: Query, lexical, k: int, parts_credit: float = 0.8, alternative_credit: float = 0.7,
+    prune_from: int = PRUNE_FROM, stats: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best passages by `sparse_term_bm25`, exactly (the same rows, scores and order), without reading
+    the long postings of common tokens whole: MaxScore dynamic pruning at the level of tokens.
+
+    A token's BM25 contribution is below its idf, so a passage that holds none of a set E of tokens scores at
+    most B(E): the query's score with every token of E worth 0 and every other token worth its idf. Tokens
+    join E rarest first (short postings, high idf). The passages holding a token of E get a lower bound of
+    their score from E's tokens alone (every term score only grows with its tokens' contributions); once the
+    k-th best lower bound exceeds B(E), no passage outside can reach the top k, and of those inside only the
+    ones whose lower bound plus B(E) reaches it can (term scores are subadditive). Those few are scored fully,
+    the common tokens looked up for them by binary search.
+
+    Parameters
+    ----------
+    query : Query
+    lexical : LexicalIndex-like
+        With `postings(token)`, `scores_at(token, rows)`, `frequency(token)` and `bound(token)`.
+    k : int
+        How many passages.
+    prune_from : int
+        Below this many postings in all, every posting is read (small indexes: no pruning).
+    stats : dict, optional
+        Filled with how the top k was found: "pruned" (bool), "read_whole" (tokens whose postings were read
+        whole), "tokens" (tokens with postings), "survivors" (passages scored fully).
+
+    Returns
+    -------
+    (rows, scores)
+        The top k, best first (ties by row), rows with a score of 0 left out.
+    """
+    def ranked(rows: np.ndarray, scores: np.ndarray):
+        best = top_indices(scores, min(k, len(scores)))
+        return rows[best], scores[best]
+
+    def exhaustive():
+        rows, scores = sparse_term_bm25(query, lexical.postings, parts_credit, alternative_credit)
+        if stats is not None:
+            stats.update(pruned=False, read_whole=len(set(query.lexical_tokens)), survivors=len(rows))
+        return ranked(rows, scores)
+
+    if not hasattr(lexical, "scores_at"):
+        return exhaustive()
+    frequency = {t: lexical.frequency(t) for term in query.terms for t in term.all_tokens()}
+    frequency = {t: f for t, f in frequency.items() if f}
+    total = sum(frequency.values())
+    if total <= prune_from:
+        return exhaustive()
+    bounds = {t: lexical.bound(t) for t in frequency}
+    rarest = sorted(frequency, key=lambda t: (frequency[t], t))
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+    margin = 1e-4
+
+    def full_scores(rows: np.ndarray) -> np.ndarray:
+        return _term_scores(query.terms, _Rows(lexical, rows, frequency).scores, len(rows), parts_credit,
+                            alternative_credit)
+
+    budget, taken, read, bar = max(prune_from, 1), 0, 0, 0.0
+    while taken < len(rarest):
+        first = taken
+        while taken < len(rarest) and (read + frequency[rarest[taken]] <= budget or taken == first):
+            read += frequency[rarest[taken]]  # each round reads at least one more token whole
+            taken += 1
+        budget *= 2
+        if taken == len(rarest):
+            break
+        essential = set(rarest[:taken])
+        outside = sum(term_bound(term, lambda t: 0.0 if t in essential else bounds.get(t, 0.0), parts_credit,
+                                 alternative_credit) for term in query.terms)
+        outside = outside * (1 + margin) + margin
+        universe, partial = sparse_term_bm25(query, lambda t: lexical.postings(t) if t in essential else empty,
+                                             parts_credit, alternative_credit)
+        if len(universe) < k:
+            continue
+        if not outside < bar:
+            # raise the bar: the k-th best true score among the passages that look best so far (a lower bound of
+            # the true k-th), kept across rounds
+            sample = np.sort(universe[top_indices(partial, min(len(universe), SAMPLE * k))])
+            bar = max(bar, float(np.partition(full_scores(sample), len(sample) - k)[len(sample) - k]))
+        if not outside < bar:
+            continue
+        survivors = universe[partial + outside >= bar]
+        if stats is not None:
+            stats.update(pruned=True, read_whole=taken, tokens=len(rarest), survivors=len(survivors))
+        return ranked(*_refine(query, lexical, survivors, essential, rarest[taken:], bounds, frequency, bar, k,
+                               parts_credit, alternative_credit, margin))
+    return exhaustive()
+
+
+SAMPLE = 8
+"""`top_term_bm25` scores the SAMPLE x k passages with the best partial scores fully to set its bar."""
+
+
+def _refine(query, lexical, rows, known, rest, bounds, frequency, bar, k, parts_credit, alternative_credit, margin):
+    """MaxScore's second half, vectorized: the remaining tokens are added one at a time, highest bound first;
+    after each, every passage whose lower bound plus the bound of what is still unknown falls below the bar
+    is dropped, and the bar rises to the k-th best lower bound. Returns the survivors and their true scores."""
+    known = set(known)
+    gather = _Rows(lexical, rows, frequency)
+    values = {t: gather.scores(t) for t in known}
+
+    def lower_bounds() -> np.ndarray:  # the score with every token not yet known worth 0
+        absent = np.zeros(len(rows), dtype=np.float32)
+        return _term_scores(query.terms, lambda t: values.get(t, absent), len(rows), parts_credit, alternative_credit)
+
+    for token in rest[:-1]:
+        values[token] = gather.scores(token)
+        known.add(token)
+        lower = lower_bounds()
+        if len(rows) > k:
+            bar = max(bar, float(np.partition(lower, len(lower) - k)[len(lower) - k]))
+        unknown = sum(term_bound(term, lambda t: 0.0 if t in known else bounds.get(t, 0.0), parts_credit,
+                                 alternative_credit) for term in query.terms) * (1 + margin) + margin
+        keep = lower + unknown >= bar
+        if not keep.all():
+            rows = rows[keep]
+            values = {t: v[keep] for t, v in values.items()}
+            gather = _Rows(lexical, rows, frequency)
+    for token in rest[-1:]:
+        values[token] = gather.scores(token)
+    scores = lower_bounds()  # every token known: the true scores
+    keep = scores > 0
+    return rows[keep], scores[keep]
+
+
+class _Rows:
+    """A set of passage rows (ascending) that tokens' contributions are gathered at: by binary search in the
+    token's postings when the rows are few against them, else through a position map over all rows (the
+    cheaper of O(m log df) and O(df))."""
+
+    def __init__(self, lexical, rows: np.ndarray, frequency: dict[str, int]) -> None:
+        self.lexical, self.rows, self.frequency = lexical, rows, frequency
+        self._position: np.ndarray | None = None
+
+    def scores(self, token: str) -> np.ndarray:
+        frequency = self.frequency.get(token, 0)
+        if not frequency or not len(self.rows):
+            return np.zeros(len(self.rows), dtype=np.float32)
+        if len(self.rows) * max(1, int(np.log2(frequency))) < frequency:
+            return self.lexical.scores_at(token, self.rows)
+        prows, pscores = self.lexical.postings(token)
+        if self._position is None:
+            self._position = np.full(int(max(self.rows[-1], prows[-1] if len(prows) else 0)) + 1, -1, dtype=np.int64)
+            self._position[self.rows] = np.arange(len(self.rows))
+        position = self._position
+        if len(prows) and prows[-1] >= len(position):
+            position = np.concatenate([position, np.full(int(prows[-1]) + 1 - len(position), -1, dtype=np.int64)])
+            self._position = position
+        at = position[prows]
+        found = at >= 0
+        out = np.zeros(len(self.rows), dtype=np.float32)
+        out[at[found]] = pscores[found]
+        return out
 
 
 class Retriever:
@@ -285,10 +469,9 @@ class Retriever:
         if self.mode in ("dense", "hybrid"):
             dense = self.dense_scores(query_vector)
         if self.mode in ("lexical", "hybrid"):
-            rows, scores = sparse_term_bm25(query, self.index.lexical.postings, parts_credit=self.parts_credit,
-                                            alternative_credit=self.alternative_credit)
-            best = top_indices(scores, min(self.candidates, len(scores)))
-            lexical = {int(rows[i]): float(scores[i]) for i in best}
+            rows, scores = top_term_bm25(query, self.index.lexical, self.candidates, parts_credit=self.parts_credit,
+                                         alternative_credit=self.alternative_credit)
+            lexical = {int(r): float(s) for r, s in zip(rows.tolist(), scores.tolist())}
         if self.mode == "dense":
             ranked = top_k(dense, k)
         elif self.mode == "lexical":

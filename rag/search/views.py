@@ -191,7 +191,15 @@ class StackedRows:
         if isinstance(rows, (int, np.integer)):
             return self._one(int(rows))
         rows = np.asarray(rows, dtype=np.int64)
-        return np.stack([self._one(int(r)) for r in rows]) if rows.size else np.zeros((0, self.shape[1]), self.dtype)
+        rows = np.where(rows < 0, rows + len(self), rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(int(rows.max()))
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        which = np.searchsorted(self._bases, rows, side="right") - 1
+        for i in np.unique(which).tolist():  # one fancy index per segment, not one Python call per row
+            sel = np.flatnonzero(which == i)
+            out[sel] = self._arrays[i][rows[sel] - self._bases[i]]
+        return out
 
     def __array__(self, dtype=None, copy=None):
         out = np.concatenate([np.asarray(a) for a in self._arrays]) if self._arrays else np.zeros(self.shape)

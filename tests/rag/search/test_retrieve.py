@@ -49,3 +49,43 @@ def test_bad_settings_are_rejected(pipeline):
         Retriever(pipeline.index, pipeline.encoder, fusion="max")
     with pytest.raises(ValueError):
         Retriever(pipeline.index, pipeline.encoder).run(pipeline.processor.run(QUESTION), k=0)
+
+
+def test_pruned_bm25_top_k_equals_the_exhaustive_one_on_real_questions(pipeline):
+    from eval.gold import load_gold
+    from rag.search.retrieve import sparse_term_bm25, top_term_bm25
+    from rag.search.dense import top_indices
+
+    lex = pipeline.index.lexical
+    questions = [it.question for it in load_gold()]
+    pruned = 0
+    for question in questions:
+        query = pipeline.processor.run(question)
+        rows, scores = sparse_term_bm25(query, lex.postings)
+        for k in (5, 50):
+            best = top_indices(scores, min(k, len(scores)))
+            stats: dict = {}
+            got_rows, got_scores = top_term_bm25(query, lex, k, prune_from=0, stats=stats)
+            assert got_rows.tolist() == rows[best].tolist(), question
+            assert np.array_equal(got_scores, scores[best]), question
+            pruned += stats["pruned"] and stats["read_whole"] < stats["tokens"]
+    assert pruned >= len(questions)  # of 2 x len(questions) runs: mostly the pruned path, not the fallback
+
+
+def test_scores_at_equals_the_postings(pipeline):
+    lex = pipeline.index.lexical
+    rng = np.random.default_rng(0)
+    seen = 0
+    for token in ("canc", "~kontaktsjukskotersk", "stöd", "behandling", "+stå", "no-such-token"):
+        fresh = type(lex).__new__(type(lex))
+        fresh.__dict__.update({k: v for k, v in lex.__dict__.items() if k != "_postings_cache"})
+        rows, scores = lex.postings(token)
+        probe = np.unique(np.concatenate([rows[:: 3], rng.integers(0, lex.count(), 50)]))
+        expected = np.zeros(len(probe), dtype=np.float32)
+        expected[np.isin(probe, rows)] = scores[np.isin(rows, probe)]
+        assert np.array_equal(fresh.scores_at(token, probe), expected)  # from the stored postings
+        assert np.array_equal(lex.scores_at(token, probe), expected)  # from the cached scored postings
+        assert lex.frequency(token) == len(rows)
+        assert not len(rows) or scores.max() == lex.bound(token) < fresh.bound(token)  # scored: exact; else idf
+        seen += bool(len(rows))
+    assert seen >= 4

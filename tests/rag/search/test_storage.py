@@ -8,6 +8,7 @@ from rag.search.columns import RaggedColumn, StringColumn
 from rag.search.dense import top_indices
 from rag.search.index import CorpusIndex
 from rag.search.segment import byte_offsets
+from rag.search.views import StackedRows
 
 
 def test_string_column_round_trip_with_swedish_text(tmp_path):
@@ -39,6 +40,26 @@ def test_top_indices_equals_a_stable_full_sort():
         scores = rng.integers(0, 5, size=rng.integers(1, 40)).astype(np.float32)
         k = int(rng.integers(1, len(scores) + 2))
         assert top_indices(scores, k).tolist() == np.argsort(-scores, kind="stable")[:k].tolist()
+
+
+def test_stacked_rows_index_like_the_concatenated_array(tmp_path):
+    rng = np.random.default_rng(1)
+    parts = [rng.standard_normal((n, 4)).astype(np.float32) for n in (5, 1, 7)]
+    for i, a in enumerate(parts):
+        np.save(tmp_path / f"v{i}.npy", a)
+    stacked = StackedRows([np.load(tmp_path / f"v{i}.npy", mmap_mode="r") for i in range(3)])
+    whole = np.concatenate(parts)
+    for rows in ([], [0], [12, 0, 5, 5, 6, -1], rng.integers(0, 13, 40).tolist()):
+        got = stacked[rows]
+        assert got.shape == (len(rows), 4) and np.array_equal(got, whole[rows] if rows else whole[:0])
+    assert np.array_equal(stacked[6], whole[6]) and np.array_equal(np.asarray(stacked), whole)
+    for bad in ([13], [-14]):
+        try:
+            stacked[bad]
+        except IndexError:
+            pass
+        else:
+            raise AssertionError(f"row {bad} should not be found")
 
 
 def test_a_loaded_index_maps_its_files_and_its_views_equal_the_build(seed_index_dir, encoder):
