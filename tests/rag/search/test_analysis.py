@@ -55,6 +55,26 @@ def test_the_cached_lemma_dictionary_is_simplemmas_own_and_a_damaged_cache_file_
     assert marshal.loads(path.read_bytes()) == decoded
 
 
+def test_cached_stop_words_and_general_words_are_the_libraries_own_and_need_no_bm25s_import(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from bm25s.stopwords import STOPWORDS_SWEDISH
+    from wordfreq import top_n_list
+
+    code = ("import sys; from rag.search.analysis import swedish_stopwords, general_swedish_words; "
+            "w = swedish_stopwords(); g = general_swedish_words(); "
+            "print(repr((sorted(w), list(g[:2000]), len(g), 'bm25s' in sys.modules)))")
+    env = {**__import__("os").environ, "RAG_CACHE_DIR": str(tmp_path)}
+    runs = [eval(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                                cwd=str(CORPUS.parents[0])).stdout) for _ in range(2)]
+    (first_words, first_top, n, first_import), (words, top, _, second_import) = runs
+    assert first_words == words and first_top == top and n == 50_000
+    assert set(STOPWORDS_SWEDISH) <= set(words) and top == top_n_list("sv", 50_000)[:2000]
+    assert first_import and not second_import  # the second start reads the cache, not the package
+    assert (tmp_path / "stopwords").is_dir() and (tmp_path / "wordfreq").is_dir()
+
+
 def test_the_lemmatizer_gives_simplemmas_lemmas_for_corpus_words():
     import re
 
