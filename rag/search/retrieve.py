@@ -284,9 +284,9 @@ def _refine(query, lexical, rows, known, rest, bounds, frequency, bar, k, parts_
 
 
 class _Rows:
-    """A set of passage rows (ascending) that tokens' contributions are gathered at: by binary search in the
-    token's postings when the rows are few against them, else through a position map over all rows (the
-    cheaper of O(m log df) and O(df))."""
+    """A set of passage rows (ascending) that tokens' contributions are gathered at: looked up (binary search in
+    the token's postings; a database: by row) when the rows are few against the postings, else through a position
+    map over the token's scored postings (the cheaper of O(m log df), or m x the store's LOOKUP_COST, and O(df))."""
 
     def __init__(self, lexical, rows: np.ndarray, frequency: dict[str, int]) -> None:
         self.lexical, self.rows, self.frequency = lexical, rows, frequency
@@ -296,7 +296,8 @@ class _Rows:
         frequency = self.frequency.get(token, 0)
         if not frequency or not len(self.rows):
             return np.zeros(len(self.rows), dtype=np.float32)
-        if len(self.rows) * max(1, int(np.log2(frequency))) < frequency:
+        cost = getattr(self.lexical, "LOOKUP_COST", None) or max(1, int(np.log2(frequency)))
+        if len(self.rows) * cost < frequency:
             return self.lexical.scores_at(token, self.rows)
         prows, pscores = self.lexical.postings(token)
         if self._position is None:

@@ -690,6 +690,34 @@ class PgLexical:
         score = idf * tf / (tf + self.k1 * (1 - self.b) + self.k1 * self.b / self.avgdl * dl)
         return data[:, 0].astype(np.int64), score.astype(np.float32)
 
+    LOOKUP_COST = 32
+    """One passage looked up by row (its tsvector unnested) costs about this many postings read: `top_term_bm25`
+    reads a token's postings whole rather than look up more rows than its postings / LOOKUP_COST."""
+
+    def frequency(self, token: str) -> int:
+        return self.df_of(token) if token else 0
+
+    def bound(self, token: str) -> float:
+        df = self.frequency(token)
+        return self.idf_of(df) if df > 0 else 0.0
+
+    def scores_at(self, token: str, rows: np.ndarray) -> np.ndarray:
+        """BM25 contribution of `token` at the given passage rows (0 where absent), by primary-key lookups."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.float32)
+        df = self.frequency(token)
+        if df <= 0 or not len(rows):
+            return out
+        found = self._index._query(
+            "SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
+            "WHERE p.row = ANY(%s) AND u.lexeme = %s", (rows.tolist(), token))
+        if found:
+            data = np.asarray(found, dtype=np.float64)
+            tf, dl = data[:, 2], data[:, 1]
+            score = self.idf_of(df) * tf / (tf + self.k1 * (1 - self.b) + self.k1 * self.b / self.avgdl * dl)
+            out[np.searchsorted(rows, data[:, 0].astype(np.int64))] = score.astype(np.float32)
+        return out
+
     def token_scores(self, token: str) -> np.ndarray:
         out = np.zeros(self.count(), dtype=np.float32)
         rows, scores = self.postings(token)

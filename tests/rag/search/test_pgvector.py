@@ -38,6 +38,25 @@ def test_rows_vectors_and_bm25_equal_the_embedded_index(pg_pipeline, pipeline):
     assert pg.dense.search(q, 10)[1].tolist() == emb.dense.search(q, 10)[1].tolist()
 
 
+def test_pruned_bm25_top_k_on_the_database_equals_its_exhaustive_one(pg_pipeline):
+    from eval.gold import load_gold
+    from rag.search.dense import top_indices
+    from rag.search.retrieve import sparse_term_bm25, top_term_bm25
+
+    lex = pg_pipeline.index.lexical
+    pruned = 0
+    items = load_gold()[:40]
+    for item in items:
+        query = pg_pipeline.processor.run(item.question)
+        rows, scores = sparse_term_bm25(query, lex.postings)
+        best = top_indices(scores, min(20, len(scores)))
+        stats: dict = {}
+        got_rows, got_scores = top_term_bm25(query, lex, 20, prune_from=0, stats=stats)
+        assert got_rows.tolist() == rows[best].tolist() and np.array_equal(got_scores, scores[best]), item.question
+        pruned += stats["pruned"] and stats["read_whole"] < stats["tokens"]
+    assert pruned >= len(items) // 2
+
+
 def test_the_gold_set_gives_the_same_figures_on_both_backends(pg_pipeline, pipeline):
     from eval.gold import load_gold
     from eval.run_gold import evaluate_gold
