@@ -158,7 +158,7 @@ postings in all; above it, the postings of common tokens are only looked up for 
 
 def top_term_bm25(
     query: Query, lexical, k: int, parts_credit: float = 0.8, alternative_credit: float = 0.7,
-    prune_from: int = PRUNE_FROM, stats: dict | None = None,
+    prune_from: int | None = None, stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k best passages by `sparse_term_bm25`, exactly (the same rows, scores and order), without reading
     the long postings of common tokens whole: MaxScore dynamic pruning at the level of tokens.
@@ -178,8 +178,9 @@ def top_term_bm25(
         With `postings(token)`, `scores_at(token, rows)`, `frequency(token)` and `bound(token)`.
     k : int
         How many passages.
-    prune_from : int
-        Below this many postings in all, every posting is read (small indexes: no pruning).
+    prune_from : int, optional
+        Below this many postings in all, every posting is read (small indexes: no pruning); the first round reads
+        this many whole, each next round twice as many. Default: the store's PRUNE_FROM, else `PRUNE_FROM`.
     stats : dict, optional
         Filled with how the top k was found: "pruned" (bool), "read_whole" (tokens whose postings were read
         whole), "tokens" (tokens with postings), "survivors" (passages scored fully).
@@ -201,6 +202,8 @@ def top_term_bm25(
 
     if not hasattr(lexical, "scores_at"):
         return exhaustive()
+    if prune_from is None:
+        prune_from = getattr(lexical, "PRUNE_FROM", PRUNE_FROM)
     frequency = {t: lexical.frequency(t) for term in query.terms for t in term.all_tokens()}
     frequency = {t: f for t, f in frequency.items() if f}
     total = sum(frequency.values())

@@ -690,6 +690,9 @@ class PgLexical:
         score = idf * tf / (tf + self.k1 * (1 - self.b) + self.k1 * self.b / self.avgdl * dl)
         return data[:, 0].astype(np.int64), score.astype(np.float32)
 
+    PRUNE_FROM = 2_000
+    """Postings come from the database at ~30 us each (unnesting tsvectors): the lexical top-k prunes from here."""
+
     LOOKUP_COST = 32
     """One passage looked up by row (its tsvector unnested) costs about this many postings read: `top_term_bm25`
     reads a token's postings whole rather than look up more rows than its postings / LOOKUP_COST."""
