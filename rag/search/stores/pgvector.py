@@ -37,6 +37,11 @@ MAX_POSITIONS = 255
 """A tsvector keeps at most 256 positions per lexeme: term frequencies above this are counted as 255."""
 
 
+_POSTINGS_OF = ("INSERT INTO {ns}.postings (token, row, tf, length) SELECT u.lexeme, p.row, "
+                "array_length(u.positions, 1), p.length FROM {ns}.passages p, unnest(p.tokens) u {where}")
+"""The postings rows of passages (all, or those `where` selects), from their tsvectors: the same tf as before."""
+
+
 def namespace_for(model: str) -> str:
     """The schema of a model's index: `rag_<model>` in lower-case letters, digits and underscores."""
     return "rag_" + re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:50]
@@ -113,6 +118,10 @@ class PgVectorStore:
                         stop int NOT NULL, is_heading boolean NOT NULL, text text NOT NULL, tokens text[] NOT NULL,
                         owners bigint[] NOT NULL, embedding vector({dim}) NOT NULL)""")
         cur.execute(f"CREATE TABLE {ns}.token_df (token text PRIMARY KEY, df int NOT NULL)")
+        # BM25 postings as rows, clustered by (token, row): a token's postings are one index range scan, and a
+        # passage's contribution one probe (reading them out of tsvectors unnests every matching passage's vector)
+        cur.execute(f"CREATE TABLE {ns}.postings (token text NOT NULL, row bigint NOT NULL, tf int NOT NULL, "
+                    f"length int NOT NULL, PRIMARY KEY (token, row))")
         cur.execute(f"CREATE TABLE {ns}.words (word text PRIMARY KEY, n int NOT NULL)")
 
     def _create_indexes(self, cur, ns: str, sentences: bool) -> None:
@@ -154,13 +163,14 @@ class PgVectorStore:
                     copy.write_row(row)
             cur.execute(f"INSERT INTO {tmp}.token_df SELECT lexeme, count(*) FROM {tmp}.passages, unnest(tokens) "
                         f"GROUP BY lexeme")
+            cur.execute(_POSTINGS_OF.format(ns=tmp, where=""))
             with cur.copy(f"COPY {tmp}.words (word, n) FROM STDIN") as copy:
                 for w, n in index.lexical.word_counts.items():
                     copy.write_row((w, n))
             log(f"  rows written in {time.time() - started:.1f} s; indexes")
             store._create_indexes(cur, tmp, sentences=len(index.sentences) <= SENTENCE_EXACT_MAX)
             manifest = {k: v for k, v in index.manifest.items() if k not in ("files", "sizes", "segments")}
-            manifest.update({"store": "pgvector", "index_type": "hnsw", "hnsw": HNSW,
+            manifest.update({"store": "pgvector", "index_type": "hnsw", "hnsw": HNSW, "postings_table": True,
                              "exact_sentences": len(index.sentences) <= SENTENCE_EXACT_MAX,
                              "total_length": int(index.lexical.total_length), "k1": index.lexical.k1,
                              "b": index.lexical.b, "next_passage_row": rows.next_passage,
@@ -215,6 +225,8 @@ class PgVectorStore:
                 cur.execute(f"INSERT INTO {self.ns}.sentences (row, doc_id, start, stop, is_heading, text, tokens, "
                             f"owners, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", row)
             ids = [d.doc_id for d in documents]
+            if manifest.get("postings_table"):
+                cur.execute(_POSTINGS_OF.format(ns=self.ns, where="WHERE p.doc_id = ANY(%s)"), (ids,))
             cur.execute(f"""INSERT INTO {self.ns}.token_df SELECT lexeme, count(*) FROM {self.ns}.passages,
                             unnest(tokens) WHERE doc_id = ANY(%s) GROUP BY lexeme
                             ON CONFLICT (token) DO UPDATE SET df = {self.ns}.token_df.df + excluded.df""", (ids,))
@@ -240,6 +252,10 @@ class PgVectorStore:
         if not found:
             return []
         ids = [d for d, _ in found]
+        if manifest.get("postings_table"):
+            cur.execute(f"""DELETE FROM {self.ns}.postings o USING (SELECT u.lexeme, p.row FROM {self.ns}.passages p,
+                            unnest(p.tokens) u WHERE p.doc_id = ANY(%s)) d WHERE o.token = d.lexeme AND o.row = d.row""",
+                        (ids,))
         cur.execute(f"""UPDATE {self.ns}.token_df t SET df = t.df - c.n FROM (SELECT lexeme, count(*) AS n
                         FROM {self.ns}.passages, unnest(tokens) WHERE doc_id = ANY(%s) GROUP BY lexeme) c
                         WHERE t.token = c.lexeme""", (ids,))
@@ -651,6 +667,9 @@ class PgLexical:
         self._df = LRU(65536)
         self.total_length = int(manifest.get("total_length", 0))
         self._n = int(manifest.get("passage_count", 0))
+        self._table = bool(manifest.get("postings_table"))
+        if not self._table:  # unnesting tsvectors: postings are dear, look fewer of them up
+            self.PRUNE_FROM, self.LOOKUP_COST = 2_000, 32
         self.vocabulary = _PgVocabulary(self)
 
     def count(self) -> int:
@@ -679,9 +698,13 @@ class PgLexical:
         df = self.df_of(token) if token else 0
         if df <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        rows = self._index._query(
-            "SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
-            "WHERE p.tokens @@ %s::tsquery AND u.lexeme = %s ORDER BY p.row", (_lexeme(token), token))
+        if self._table:
+            rows = self._index._query("SELECT row, length, tf FROM {ns}.postings WHERE token = %s ORDER BY row",
+                                      (token,))
+        else:  # a schema loaded before the postings table existed
+            rows = self._index._query(
+                "SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
+                "WHERE p.tokens @@ %s::tsquery AND u.lexeme = %s ORDER BY p.row", (_lexeme(token), token))
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         data = np.asarray(rows, dtype=np.float64)
@@ -690,11 +713,11 @@ class PgLexical:
         score = idf * tf / (tf + self.k1 * (1 - self.b) + self.k1 * self.b / self.avgdl * dl)
         return data[:, 0].astype(np.int64), score.astype(np.float32)
 
-    PRUNE_FROM = 2_000
-    """Postings come from the database at ~30 us each (unnesting tsvectors): the lexical top-k prunes from here."""
+    PRUNE_FROM = 20_000
+    """The lexical top-k prunes from this many postings in all (read from the postings table at ~2 us each)."""
 
-    LOOKUP_COST = 32
-    """One passage looked up by row (its tsvector unnested) costs about this many postings read: `top_term_bm25`
+    LOOKUP_COST = 8
+    """One passage's contribution looked up (an index probe) costs about this many postings read: `top_term_bm25`
     reads a token's postings whole rather than look up more rows than its postings / LOOKUP_COST."""
 
     def frequency(self, token: str) -> int:
@@ -711,9 +734,13 @@ class PgLexical:
         df = self.frequency(token)
         if df <= 0 or not len(rows):
             return out
-        found = self._index._query(
-            "SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
-            "WHERE p.row = ANY(%s) AND u.lexeme = %s", (rows.tolist(), token))
+        if self._table:
+            found = self._index._query("SELECT row, length, tf FROM {ns}.postings WHERE token = %s AND row = ANY(%s)",
+                                       (token, rows.tolist()))
+        else:
+            found = self._index._query(
+                "SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
+                "WHERE p.row = ANY(%s) AND u.lexeme = %s", (rows.tolist(), token))
         if found:
             data = np.asarray(found, dtype=np.float64)
             tf, dl = data[:, 2], data[:, 1]

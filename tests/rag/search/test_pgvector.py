@@ -89,6 +89,10 @@ def test_add_and_delete_keep_the_statistics_exact(pg_url, encoder, tmp_path):
             n, total = store.conn.execute(f"SELECT count(*), sum(length) FROM {ns}.passages").fetchone()
             df = dict(store.conn.execute(f"SELECT lexeme, count(*) FROM {ns}.passages, unnest(tokens) GROUP BY lexeme"))
             stored = dict(store.conn.execute(f"SELECT token, df FROM {ns}.token_df"))
+            # the postings table holds exactly the postings of the passages' tsvectors
+            expected = set(store.conn.execute(f"SELECT u.lexeme, p.row, array_length(u.positions, 1), p.length "
+                                              f"FROM {ns}.passages p, unnest(p.tokens) u"))
+            assert set(store.conn.execute(f"SELECT token, row, tf, length FROM {ns}.postings")) == expected
             return n, total, df, stored
 
         n, total, df, stored = recount()
