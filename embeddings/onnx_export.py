@@ -54,7 +54,8 @@ def is_valid_export(folder: Path, source_sha256: str | None = None) -> bool:
 
 
 def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable[[str], None] | None = print) -> Path:
-    """Export the sentence-transformers e5-small at `st_folder` to `dest` as `model.onnx` + `tokenizer.json`.
+    """Export the sentence-transformers e5-small at `st_folder` to `dest` as `model.onnx`, `word_embeddings.npy` and
+    `tokenizer.json`.
 
     The graph takes `inputs_embeds` (rows of the word-embedding table, `word_embeddings.npy`, which `OnnxEncoder`
     maps and looks up) and `attention_mask`, and returns the last hidden state (pooling is done by `OnnxEncoder`).

@@ -212,20 +212,32 @@ class LexicalIndex:
                 self._cached -= len(rows)
         return out
 
-    def _postings(self, token: str) -> tuple[np.ndarray, np.ndarray]:
+    def _token_id(self, token: str) -> int | None:
+        """The vocabulary id of a token some live passage holds, else None."""
         i = self.vocabulary.get(token) if token else None
-        if i is None or i >= len(self.df) or self.df[i] <= 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return i if i is not None and i < len(self.df) and self.df[i] > 0 else None
+
+    def _scored(self, token: str):
+        """The token's scored postings if `postings` has them in its cache (for these statistics), else None."""
+        return self.__dict__.get("_postings_cache", {}).get((token, self._version))
+
+    def _weights(self, i: int, tf: np.ndarray, dl: np.ndarray) -> np.ndarray:
+        """BM25 contributions of token id `i` for term frequencies `tf` in passages of lengths `dl` (float32)."""
         idf = self.idf_of(int(self.df[i]))
         norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
+        return (idf * tf / (tf + (norm[0] + norm[1] * dl))).astype(np.float32)
+
+    def _postings(self, token: str) -> tuple[np.ndarray, np.ndarray]:
+        i = self._token_id(token)
+        if i is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         all_live = self._all_live()
         rows_out, scores_out = [], []
         for part in self.parts:
             rows, tf = part.rows_of(i)
             if not rows.size:
                 continue
-            dl = part.lengths[rows]
-            score = (idf * tf / (tf + (norm[0] + norm[1] * dl))).astype(np.float32)
+            score = self._weights(i, tf, part.lengths[rows])
             grows = rows.astype(np.int64) + part.base if part.base else rows.astype(np.int64)
             if not all_live:
                 keep = self.live[grows].astype(bool)
@@ -238,13 +250,13 @@ class LexicalIndex:
 
     def frequency(self, token: str) -> int:
         """Live document frequency of `token` (0 when unknown): the length of its live postings."""
-        i = self.vocabulary.get(token) if token else None
-        return int(self.df[i]) if i is not None and i < len(self.df) and self.df[i] > 0 else 0
+        i = self._token_id(token)
+        return int(self.df[i]) if i is not None else 0
 
     def bound(self, token: str) -> float:
         """An upper bound of the token's BM25 contribution to any passage: its largest one when its postings are
         already scored, else its idf (tf / (tf + K) < 1); 0 if absent."""
-        hit = self.__dict__.get("_postings_cache", {}).get((token, self._version))
+        hit = self._scored(token)
         if hit is not None:
             return float(hit[1].max()) if len(hit[1]) else 0.0
         df = self.frequency(token)
@@ -258,7 +270,7 @@ class LexicalIndex:
         """
         rows = np.asarray(rows, dtype=np.int64)
         out = np.zeros(len(rows), dtype=np.float32)
-        hit = self.__dict__.get("_postings_cache", {}).get((token, self._version))
+        hit = self._scored(token)
         if hit is not None:  # already scored whole: look the rows up in it
             cached_rows, cached_scores = hit
             if len(cached_rows):
@@ -266,11 +278,9 @@ class LexicalIndex:
                 found = cached_rows[at] == rows
                 out[found] = cached_scores[at[found]]
             return out
-        i = self.vocabulary.get(token) if token else None
-        if i is None or i >= len(self.df) or self.df[i] <= 0 or not len(rows):
+        i = self._token_id(token)
+        if i is None or not len(rows):
             return out
-        idf = self.idf_of(int(self.df[i]))
-        norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
         for part in self.parts:
             lo, hi = np.searchsorted(rows, [part.base, part.base + len(part.lengths)])
             if lo == hi:
@@ -283,10 +293,7 @@ class LexicalIndex:
             found = np.asarray(prows[at]) == local
             if not found.any():
                 continue
-            tf_found = tf[at[found]]
-            dl = part.lengths[local[found]]
-            score = (idf * tf_found / (tf_found + (norm[0] + norm[1] * dl))).astype(np.float32)
-            out[lo + np.flatnonzero(found)] = score
+            out[lo + np.flatnonzero(found)] = self._weights(i, tf[at[found]], part.lengths[local[found]])
         return out
 
     def _all_live(self) -> bool:

@@ -197,8 +197,15 @@ def top_term_bm25(
         best = top_indices(scores, min(k, len(scores)))
         return rows[best], scores[best]
 
+    read_whole: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def whole(t: str):  # each token's postings are read once per question, whatever the rounds (a database: once)
+        if t not in read_whole:
+            read_whole[t] = lexical.postings(t)
+        return read_whole[t]
+
     def exhaustive():
-        rows, scores = sparse_term_bm25(query, lexical.postings, parts_credit, alternative_credit)
+        rows, scores = sparse_term_bm25(query, whole, parts_credit, alternative_credit)
         if stats is not None:
             stats.update(pruned=False, read_whole=len(set(query.lexical_tokens)), survivors=len(rows))
         return ranked(rows, scores)
@@ -218,7 +225,7 @@ def top_term_bm25(
     margin = 1e-4
 
     def full_scores(rows: np.ndarray) -> np.ndarray:
-        return _term_scores(query.terms, _Rows(lexical, rows, frequency).scores, len(rows), parts_credit,
+        return _term_scores(query.terms, _Rows(lexical, whole, rows, frequency).scores, len(rows), parts_credit,
                             alternative_credit)
 
     budget, taken, read, bar = max(prune_from, 1), 0, 0, 0.0
@@ -231,10 +238,8 @@ def top_term_bm25(
         if taken == len(rarest):
             break
         essential = set(rarest[:taken])
-        outside = sum(term_bound(term, lambda t: 0.0 if t in essential else bounds.get(t, 0.0), parts_credit,
-                                 alternative_credit) for term in query.terms)
-        outside = outside * (1 + margin) + margin
-        universe, partial = sparse_term_bm25(query, lambda t: lexical.postings(t) if t in essential else empty,
+        outside = _bound_without(query, essential, bounds, parts_credit, alternative_credit, margin)
+        universe, partial = sparse_term_bm25(query, lambda t: whole(t) if t in essential else empty,
                                              parts_credit, alternative_credit)
         if len(universe) < k:
             continue
@@ -248,8 +253,8 @@ def top_term_bm25(
         survivors = universe[partial + outside >= bar]
         if stats is not None:
             stats.update(pruned=True, read_whole=taken, tokens=len(rarest), survivors=len(survivors))
-        return ranked(*_refine(query, lexical, survivors, essential, rarest[taken:], bounds, frequency, bar, k,
-                               parts_credit, alternative_credit, margin))
+        return ranked(*_refine(query, lexical, whole, survivors, essential, rarest[taken:], bounds, frequency, bar,
+                               k, parts_credit, alternative_credit, margin))
     return exhaustive()
 
 
@@ -257,12 +262,22 @@ SAMPLE = 8
 """`top_term_bm25` scores the SAMPLE x k passages with the best partial scores fully to set its bar."""
 
 
-def _refine(query, lexical, rows, known, rest, bounds, frequency, bar, k, parts_credit, alternative_credit, margin):
+def _bound_without(query: Query, known: set[str], bounds: dict[str, float], parts_credit: float,
+                   alternative_credit: float, margin: float) -> float:
+    """The most a passage can still gain from the tokens not in `known` (each worth its bound), with a margin
+    against float32 rounding."""
+    total = sum(term_bound(term, lambda t: 0.0 if t in known else bounds.get(t, 0.0), parts_credit,
+                           alternative_credit) for term in query.terms)
+    return total * (1 + margin) + margin
+
+
+def _refine(query, lexical, whole, rows, known, rest, bounds, frequency, bar, k, parts_credit, alternative_credit,
+            margin):
     """MaxScore's second half, vectorized: the remaining tokens are added one at a time, highest bound first;
     after each, every passage whose lower bound plus the bound of what is still unknown falls below the bar
     is dropped, and the bar rises to the k-th best lower bound. Returns the survivors and their true scores."""
     known = set(known)
-    gather = _Rows(lexical, rows, frequency)
+    gather = _Rows(lexical, whole, rows, frequency)
     values = {t: gather.scores(t) for t in known}
 
     def lower_bounds() -> np.ndarray:  # the score with every token not yet known worth 0
@@ -275,13 +290,12 @@ def _refine(query, lexical, rows, known, rest, bounds, frequency, bar, k, parts_
         lower = lower_bounds()
         if len(rows) > k:
             bar = max(bar, float(np.partition(lower, len(lower) - k)[len(lower) - k]))
-        unknown = sum(term_bound(term, lambda t: 0.0 if t in known else bounds.get(t, 0.0), parts_credit,
-                                 alternative_credit) for term in query.terms) * (1 + margin) + margin
+        unknown = _bound_without(query, known, bounds, parts_credit, alternative_credit, margin)
         keep = lower + unknown >= bar
         if not keep.all():
             rows = rows[keep]
             values = {t: v[keep] for t, v in values.items()}
-            gather = _Rows(lexical, rows, frequency)
+            gather = _Rows(lexical, whole, rows, frequency)
     for token in rest[-1:]:
         values[token] = gather.scores(token)
     scores = lower_bounds()  # every token known: the true scores
@@ -294,8 +308,8 @@ class _Rows:
     the token's postings; a database: by row) when the rows are few against the postings, else through a position
     map over the token's scored postings (the cheaper of O(m log df), or m x the store's LOOKUP_COST, and O(df))."""
 
-    def __init__(self, lexical, rows: np.ndarray, frequency: dict[str, int]) -> None:
-        self.lexical, self.rows, self.frequency = lexical, rows, frequency
+    def __init__(self, lexical, whole, rows: np.ndarray, frequency: dict[str, int]) -> None:
+        self.lexical, self.whole, self.rows, self.frequency = lexical, whole, rows, frequency
         self._position: np.ndarray | None = None
 
     def scores(self, token: str) -> np.ndarray:
@@ -305,15 +319,11 @@ class _Rows:
         cost = getattr(self.lexical, "LOOKUP_COST", None) or max(1, int(np.log2(frequency)))
         if len(self.rows) * cost < frequency:
             return self.lexical.scores_at(token, self.rows)
-        prows, pscores = self.lexical.postings(token)
-        if self._position is None:
-            self._position = np.full(int(max(self.rows[-1], prows[-1] if len(prows) else 0)) + 1, -1, dtype=np.int64)
+        prows, pscores = self.whole(token)
+        if self._position is None:  # row -> place in self.rows, -1 elsewhere, over every row of the index
+            self._position = np.full(self.lexical.count(), -1, dtype=np.int64)
             self._position[self.rows] = np.arange(len(self.rows))
-        position = self._position
-        if len(prows) and prows[-1] >= len(position):
-            position = np.concatenate([position, np.full(int(prows[-1]) + 1 - len(position), -1, dtype=np.int64)])
-            self._position = position
-        at = position[prows]
+        at = self._position[prows]
         found = at >= 0
         out = np.zeros(len(self.rows), dtype=np.float32)
         out[at[found]] = pscores[found]

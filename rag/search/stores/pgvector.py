@@ -698,20 +698,31 @@ class PgLexical:
         df = self.df_of(token) if token else 0
         if df <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if self._table:
-            rows = self._index._query("SELECT row, length, tf FROM {ns}.postings WHERE token = %s ORDER BY row",
-                                      (token,))
-        else:  # a schema loaded before the postings table existed
-            rows = self._index._query(
-                "SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
-                "WHERE p.tokens @@ %s::tsquery AND u.lexeme = %s ORDER BY p.row", (_lexeme(token), token))
-        if not rows:
+        data = self._posting_rows(token)
+        if data is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        data = np.asarray(rows, dtype=np.float64)
+        return data[:, 0].astype(np.int64), self._weights(data, df)
+
+    def _posting_rows(self, token: str, rows: list[int] | None = None) -> np.ndarray | None:
+        """(row, length, tf) of the token's postings, ascending by row (only at `rows` when given); None if none."""
+        query = self._index._query
+        if self._table and rows is None:
+            found = query("SELECT row, length, tf FROM {ns}.postings WHERE token = %s ORDER BY row", (token,))
+        elif self._table:
+            found = query("SELECT row, length, tf FROM {ns}.postings WHERE token = %s AND row = ANY(%s) ORDER BY row",
+                          (token, rows))
+        else:  # a schema loaded before the postings table existed: read the tsvectors
+            unnest = ("SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
+                      "WHERE {match} AND u.lexeme = %s ORDER BY p.row")
+            found = query(unnest.replace("{match}", "p.tokens @@ %s::tsquery"), (_lexeme(token), token)) if rows is None \
+                else query(unnest.replace("{match}", "p.row = ANY(%s)"), (rows, token))
+        return np.asarray(found, dtype=np.float64) if found else None
+
+    def _weights(self, data: np.ndarray, df: int) -> np.ndarray:
+        """BM25 contributions (float32) of postings rows (row, length, tf) of a token with document frequency df."""
         tf, dl = data[:, 2], data[:, 1]
         idf = self.idf_of(df)
-        score = idf * tf / (tf + self.k1 * (1 - self.b) + self.k1 * self.b / self.avgdl * dl)
-        return data[:, 0].astype(np.int64), score.astype(np.float32)
+        return (idf * tf / (tf + self.k1 * (1 - self.b) + self.k1 * self.b / self.avgdl * dl)).astype(np.float32)
 
     PRUNE_FROM = 20_000
     """The lexical top-k prunes from this many postings in all (read from the postings table at ~2 us each)."""
@@ -734,18 +745,9 @@ class PgLexical:
         df = self.frequency(token)
         if df <= 0 or not len(rows):
             return out
-        if self._table:
-            found = self._index._query("SELECT row, length, tf FROM {ns}.postings WHERE token = %s AND row = ANY(%s)",
-                                       (token, rows.tolist()))
-        else:
-            found = self._index._query(
-                "SELECT p.row, p.length, array_length(u.positions, 1) FROM {ns}.passages p, unnest(p.tokens) u "
-                "WHERE p.row = ANY(%s) AND u.lexeme = %s", (rows.tolist(), token))
-        if found:
-            data = np.asarray(found, dtype=np.float64)
-            tf, dl = data[:, 2], data[:, 1]
-            score = self.idf_of(df) * tf / (tf + self.k1 * (1 - self.b) + self.k1 * self.b / self.avgdl * dl)
-            out[np.searchsorted(rows, data[:, 0].astype(np.int64))] = score.astype(np.float32)
+        data = self._posting_rows(token, rows.tolist())
+        if data is not None:
+            out[np.searchsorted(rows, data[:, 0].astype(np.int64))] = self._weights(data, df)
         return out
 
     def token_scores(self, token: str) -> np.ndarray:
@@ -758,11 +760,7 @@ class PgLexical:
         return PgIdf(self)
 
     def search(self, query: str, k: int = 10):
-        scores: dict[int, float] = {}
-        for token in self.analyzer.analyze(query):
-            for r, s in zip(*self.postings(token)):
-                scores[int(r)] = scores.get(int(r), 0.0) + float(s)
-        top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        top = postings_top(self.postings, self.analyzer.analyze(query), k)
         return np.array([r for r, _ in top], dtype=np.int64), np.array([s for _, s in top], dtype=np.float32)
 
 
