@@ -69,6 +69,25 @@ def test_the_gold_set_gives_the_same_figures_on_both_backends(pg_pipeline, pipel
     assert same >= 0.95 * len(items)
 
 
+def _postings_plan(store: PgVectorStore, token: str) -> str:
+    return "\n".join(r[0] for r in store.conn.execute(
+        f"EXPLAIN (ANALYZE, COSTS OFF) SELECT row, length, tf FROM {store.ns}.postings WHERE token = %s ORDER BY row",
+        (token,)))
+
+
+def test_a_tokens_postings_are_read_from_the_key_index_alone(pg_pipeline):
+    """Written in (token, row) order, covered by the key index and vacuumed after the load: an index-only scan
+    that never visits the table (written in passage order, a common token's postings lay on as many pages as
+    passages, 300 ms for one token at 10^5 passages)."""
+    store = pg_pipeline.index.store
+    token, df = store.conn.execute(f"SELECT token, df FROM {store.ns}.token_df ORDER BY df DESC LIMIT 1").fetchone()
+    plan = _postings_plan(store, token)
+    assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan, plan
+    pages = store.conn.execute(f"SELECT count(DISTINCT (ctid::text::point)[0]) FROM {store.ns}.postings "
+                               f"WHERE token = %s", (token,)).fetchone()[0]
+    assert df > 200 and pages <= df // 50  # neighbouring rows: ~200 postings per 8 kB page
+
+
 def test_add_and_delete_keep_the_statistics_exact(pg_url, encoder, tmp_path):
     corpus = copy_seed_corpus(tmp_path / "corpus")
     third = corpus / "seeds" / "skr-cancervard.txt"
@@ -96,6 +115,9 @@ def test_add_and_delete_keep_the_statistics_exact(pg_url, encoder, tmp_path):
             return n, total, df, stored
 
         n, total, df, stored = recount()
+        added = store.conn.execute(f"SELECT token FROM {ns}.postings WHERE row = (SELECT max(row) FROM "
+                                   f"{ns}.passages) ORDER BY token LIMIT 1").fetchone()[0]
+        assert "Heap Fetches: 0" in _postings_plan(store, added)  # the add vacuumed the postings it wrote
         assert n == after.manifest["passage_count"] > before.manifest["passage_count"]
         assert total == after.lexical.total_length and df == stored
         assert "seeds/skr-cancervard" in after.documents
