@@ -47,6 +47,32 @@ def advise_random(array: np.ndarray) -> None:
             pass
 
 
+def release_pages(*arrays) -> int:
+    """madvise(MADV_DONTNEED) on the memory maps behind `arrays` (plain views, np.memmaps, or columns with a
+    `mapped()` list): their pages leave this process's resident set and stay in the page cache, so the next access
+    maps them again without reading the disk. A row access maps more than its row, whatever MADV_RANDOM says: the
+    kernel's fault-around maps 64 kB of cached pages around it, or a whole large folio (up to 2 MB, as sequential
+    reads leave in the page cache): with the page cache warm, the rows of 284 questions at 10^6 passages left 5.8 GB
+    of sentence vectors and 1.5 GB of passage vectors resident, for ~0.2 GB of rows used. Safe under concurrent
+    readers (a read-only shared file mapping: a dropped page faults back in). Returns the maps released.
+    """
+    import mmap
+
+    done = 0
+    for array in arrays:
+        for part in array.mapped() if hasattr(array, "mapped") else (array,):
+            base = part
+            while base is not None and not isinstance(base, mmap.mmap):
+                base = getattr(base, "_mmap", None) or getattr(base, "base", None)
+            if base is not None and hasattr(mmap, "MADV_DONTNEED"):
+                try:
+                    base.madvise(mmap.MADV_DONTNEED)
+                    done += 1
+                except (OSError, ValueError):
+                    pass
+    return done
+
+
 class StringColumn(Sequence[str]):
     """Strings stored as one UTF-8 blob plus an int64 offsets array (n + 1 entries); row i decodes on access.
 
@@ -85,6 +111,10 @@ class StringColumn(Sequence[str]):
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
+
+    def mapped(self) -> list[np.ndarray]:
+        """The arrays behind the column (for `release_pages`)."""
+        return [self._blob, self._offsets]
 
     def bytes_at(self, lo: int, hi: int) -> bytes:
         """Raw bytes of the blob between two byte offsets."""
@@ -131,6 +161,10 @@ class RaggedColumn(Sequence[np.ndarray]):
     @staticmethod
     def files(name: str) -> tuple[str, str]:
         return f"{name}.indptr.npy", f"{name}.values.npy"
+
+    def mapped(self) -> list[np.ndarray]:
+        """The arrays behind the column (for `release_pages`)."""
+        return [self.indptr, self.values]
 
     def __len__(self) -> int:
         return len(self.indptr) - 1

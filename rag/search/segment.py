@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rag.search.columns import RaggedColumn, StringColumn, open_array, save_array
+from rag.search.columns import RaggedColumn, StringColumn, open_array, release_pages, save_array
 from rag.types import Document
 
 # Columns of the int64 tables (passages.npy, sentences.npy)
@@ -117,6 +117,13 @@ class Segment:
         self.texts = StringColumn.open(d / "doc_texts.bin", random_access=True)
         self.headings = StringColumn.open(d / "headings.bin")
         self._doc_offsets = open_array(d / "documents.off.npy")
+
+    def release_pages(self) -> int:
+        """Drop the row-by-row columns' mapped pages from the process (`columns.release_pages`): vectors, texts,
+        passages, sentences and their tokens. Nothing is re-read from disk while the page cache holds them."""
+        return release_pages(self.passages, self.sentences, self.passage_sentences, self.passage_vectors,
+                             self.sentence_vectors, self.passage_tokens, self.sentence_tokens, self.context_tokens,
+                             self.texts)
 
     @classmethod
     def from_parts(cls, parts: SegmentParts) -> "Segment":

@@ -69,6 +69,21 @@ def test_a_fusion_that_misses_a_layer_keeps_the_plain_graph(onnx_paths, tmp_path
     assert copy.read_bytes() == before and "plain graph kept" in messages[0]
 
 
+def test_an_optimizer_that_fails_leaves_the_plain_graph(onnx_paths, tmp_path, monkeypatch):
+    from onnxruntime.transformers import optimizer
+
+    def broken(*args, **kwargs):  # as an onnx/onnxruntime pair that cannot rewrite this graph would
+        raise RuntimeError("shape inference failed")
+
+    monkeypatch.setattr(optimizer, "optimize_model", broken)
+    copy = tmp_path / "model.onnx"
+    shutil.copyfile(onnx_paths["fp32"] / "model.onnx", copy)
+    before = copy.read_bytes()
+    messages: list[str] = []
+    assert not fuse_bert(copy, num_heads=12, hidden=384, layers=12, say=messages.append)
+    assert copy.read_bytes() == before and "fusion failed (RuntimeError: shape inference failed)" in messages[0]
+
+
 def test_padded_batches_equal_one_text_at_a_time(onnx_paths, sample):
     enc = load_encoder("e5-small-onnx")
     texts = ["SVF", *sample["passage"][-5:], "Vad kostar cellprov?"]  # very short next to ~1000 characters

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag.search.index import CorpusIndex
-from rag.search.stores.pgvector import PgVectorStore, namespace_for, redact_url
+from rag.search.stores.pgvector import POSTINGS_LAYOUT, POSTINGS_PACKED, PgVectorStore, namespace_for, redact_url
 from tests.conftest import PROJECT_ROOT, copy_seed_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -70,9 +70,9 @@ def test_the_gold_set_gives_the_same_figures_on_both_backends(pg_pipeline, pipel
 
 
 def _postings_plan(store: PgVectorStore, token: str) -> str:
-    return "\n".join(r[0] for r in store.conn.execute(
-        f"EXPLAIN (ANALYZE, COSTS OFF) SELECT row, length, tf FROM {store.ns}.postings WHERE token = %s ORDER BY row",
-        (token,)))
+    """The plan of the statement that reads a token's postings whole."""
+    sql = "EXPLAIN (ANALYZE, COSTS OFF) " + POSTINGS_PACKED.replace("{ns}", store.ns)
+    return "\n".join(r[0] for r in store.conn.execute(sql, (token,)))
 
 
 def test_a_tokens_postings_are_read_from_the_key_index_alone(pg_pipeline):
@@ -80,6 +80,7 @@ def test_a_tokens_postings_are_read_from_the_key_index_alone(pg_pipeline):
     that never visits the table (written in passage order, a common token's postings lay on as many pages as
     passages, 300 ms for one token at 10^5 passages)."""
     store = pg_pipeline.index.store
+    assert pg_pipeline.index.manifest["postings_layout"] == POSTINGS_LAYOUT
     token, df = store.conn.execute(f"SELECT token, df FROM {store.ns}.token_df ORDER BY df DESC LIMIT 1").fetchone()
     plan = _postings_plan(store, token)
     assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan, plan

@@ -1,8 +1,11 @@
 """The columnar storage: string and ragged columns, memory-mapped loading, lazy views equal to what was built."""
 
 import mmap
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rag.search.columns import RaggedColumn, StringColumn
 from rag.search.dense import top_indices
@@ -80,6 +83,34 @@ def test_a_loaded_index_maps_its_files_and_its_views_equal_the_build(seed_index_
     assert sorted(loaded.documents) == sorted(built.documents)
     for doc_id, doc in built.documents.items():
         assert loaded.documents[doc_id] == doc
+
+
+def _resident_kb(path: Path) -> int:
+    """This process's resident kB of the mappings of `path` (/proc/self/smaps)."""
+    target, total, inside = os.path.realpath(path), 0, False
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if fields and "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                inside = len(fields) >= 6 and fields[5] == target
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux's /proc/self/smaps")
+def test_released_pages_leave_the_process_and_the_rows_stay_readable(seed_index_dir):
+    _, index_dir = seed_index_dir
+    loaded = CorpusIndex.load(index_dir)
+    vectors = loaded.segments[0].directory / "sentence_vectors.npy"
+    rows = np.array(loaded.sentence_vectors[np.arange(len(loaded.sentences))])  # every row read once
+    texts = [loaded.sentences[i].text for i in range(len(loaded.sentences))]
+    assert _resident_kb(vectors) > 0
+    assert loaded.release_pages() >= 9  # vectors, texts, passages, sentences and their token columns
+    assert _resident_kb(vectors) == 0  # out of the process (still in the page cache)
+    assert np.array_equal(np.asarray(loaded.sentence_vectors[np.arange(len(rows))]), rows)  # and read back alike
+    assert [loaded.sentences[i].text for i in range(len(texts))] == texts
+    assert _resident_kb(vectors) > 0
 
 
 def test_stored_token_sets_are_what_the_analyzer_makes(seed_index_dir):
