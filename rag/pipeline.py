@@ -164,12 +164,8 @@ class Pipeline:
         """Answer one question; `history` holds the user's earlier questions (for follow-ups). A refusal offers up to
         three nearby questions the sources answer (`suggest=False`: none, as when checking a suggestion)."""
         self.warm_up()
-        if hasattr(self.index, "release_pages"):
-            # The earlier questions' mapped rows leave the process (they stay in the page cache). The kernel maps a
-            # whole cached folio, up to 2 MB, around each row read: at 10^6 passages on a warm page cache the
-            # resident set grew to 10.5 GB over 284 questions without this (0.9 GB private), 3.1 GB with it, at
-            # no measurable cost in reply time (0.2-0.5 ms a call).
-            self.index.release_pages()
+        if hasattr(self.index, "trim"):  # earlier questions' mapped rows leave the process above a resident budget
+            self.index.trim()
         t0 = time.perf_counter()
         k = k or self.config.k
         user_input = from_values(question, history)

@@ -111,6 +111,9 @@ def test_released_pages_leave_the_process_and_the_rows_stay_readable(seed_index_
     assert np.array_equal(np.asarray(loaded.sentence_vectors[np.arange(len(rows))]), rows)  # and read back alike
     assert [loaded.sentences[i].text for i in range(len(texts))] == texts
     assert _resident_kb(vectors) > 0
+    # before each question the pipeline trims: only above a resident budget
+    assert not loaded.trim(budget_mb=1e9) and _resident_kb(vectors) > 0
+    assert loaded.trim(budget_mb=0) and _resident_kb(vectors) == 0
 
 
 def test_stored_token_sets_are_what_the_analyzer_makes(seed_index_dir):
