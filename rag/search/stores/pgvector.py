@@ -45,8 +45,9 @@ _POSTINGS_OF = ("INSERT INTO {ns}.postings (token, row, tf, length) SELECT u.lex
 Written in (token, row) order, so that a token's postings sit on neighbouring table pages too (what a read of rows
 not yet vacuumed, or a probe, visits)."""
 
-POSTINGS_PACKED = ("SELECT string_agg(int8send(row), ''::bytea ORDER BY row), string_agg(int4send(length), ''::bytea "
-                   "ORDER BY row), string_agg(int4send(tf), ''::bytea ORDER BY row) FROM {ns}.postings WHERE token = %s")
+POSTINGS_PACKED = ("SELECT string_agg(int8send(row), ''::bytea ORDER BY row), "
+                   "string_agg(int4send(length), ''::bytea ORDER BY row), "
+                   "string_agg(int4send(tf), ''::bytea ORDER BY row) FROM {ns}.postings WHERE token = %s")
 """A token's postings as three byte strings (big-endian int64 rows, int32 lengths, int32 tfs), ascending by row."""
 
 POSTINGS_LAYOUT = 2
@@ -729,7 +730,7 @@ class PgLexical:
         if not self._table:  # unnesting tsvectors: postings are dear, look fewer of them up
             self.PRUNE_FROM, self.LOOKUP_COST = 2_000, 32
         elif manifest.get("postings_layout", 1) < POSTINGS_LAYOUT:  # postings in passage order, no covering index:
-            self.LOOKUP_COST = 8  # a whole read visits a table page per posting (reload the store to get layout 2)
+            self.LOOKUP_COST = 8  # whole reads visit a table page per posting (`rag build --store pgvector --force`)
         self.vocabulary = _PgVocabulary(self)
 
     def count(self) -> int:
