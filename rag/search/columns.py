@@ -36,16 +36,26 @@ def plain(array: np.ndarray) -> np.ndarray:
     return array.view(np.ndarray) if isinstance(array, np.memmap) else array
 
 
-def advise_random(array: np.ndarray) -> None:
-    """madvise(MADV_RANDOM) on a memory-mapped array (where the platform has it)."""
+def _madvise(array, advice: str) -> bool:
+    """madvise(`advice`, a name such as "MADV_RANDOM") on the memory map behind `array` (an np.memmap or a view of
+    one); False when it is not mapped or the platform lacks the advice."""
     import mmap
 
-    m = getattr(array, "_mmap", None)  # (on the np.memmap itself, before `plain`)
-    if m is not None and hasattr(mmap, "MADV_RANDOM"):
-        try:
-            m.madvise(mmap.MADV_RANDOM)
-        except (OSError, ValueError):
-            pass
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "_mmap", None) or getattr(base, "base", None)
+    if base is None or not hasattr(mmap, advice):
+        return False
+    try:
+        base.madvise(getattr(mmap, advice))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def advise_random(array: np.ndarray) -> None:
+    """madvise(MADV_RANDOM) on a memory-mapped array (where the platform has it)."""
+    _madvise(array, "MADV_RANDOM")
 
 
 def resident_mb() -> float | None:
@@ -67,21 +77,8 @@ def release_pages(*arrays) -> int:
     of sentence vectors and 1.5 GB of passage vectors resident, for ~0.2 GB of rows used. Safe under concurrent
     readers (a read-only shared file mapping: a dropped page faults back in). Returns the maps released.
     """
-    import mmap
-
-    done = 0
-    for array in arrays:
-        for part in array.mapped() if hasattr(array, "mapped") else (array,):
-            base = part
-            while base is not None and not isinstance(base, mmap.mmap):
-                base = getattr(base, "_mmap", None) or getattr(base, "base", None)
-            if base is not None and hasattr(mmap, "MADV_DONTNEED"):
-                try:
-                    base.madvise(mmap.MADV_DONTNEED)
-                    done += 1
-                except (OSError, ValueError):
-                    pass
-    return done
+    return sum(_madvise(part, "MADV_DONTNEED") for array in arrays
+               for part in (array.mapped() if hasattr(array, "mapped") else (array,)))
 
 
 class StringColumn(Sequence[str]):

@@ -204,23 +204,27 @@ class PgVectorStore:
             cur.execute(f"INSERT INTO {tmp}.meta VALUES ('manifest', %s)", (json.dumps(manifest),))
             cur.execute(f"DROP SCHEMA IF EXISTS {namespace} CASCADE")
             cur.execute(f"ALTER SCHEMA {tmp} RENAME TO {namespace}")
-        import psycopg
-
-        try:
-            store.vacuum()
-        except psycopg.Error as exc:  # the load is committed: a failed VACUUM only makes reads slower until autovacuum
-            log(f"  VACUUM after the load failed ({type(exc).__name__}: {exc}); autovacuum will catch up")
+        store.vacuum(after_load=True)
         return store
 
-    def vacuum(self) -> None:
-        """After a load: VACUUM (ANALYZE) the postings and ANALYZE the other tables, for the planner's statistics and
-        the visibility map that lets a token's postings be read from the key index alone (an index-only scan). Runs
-        outside any transaction (VACUUM cannot run inside one). 2.5 s at 10^5 passages, most of it the passages'
-        statistics; an add or a delete vacuums only the postings (`_vacuum_postings`, milliseconds)."""
+    def vacuum(self, after_load: bool = False) -> None:
+        """VACUUM the postings: the visibility map that lets a token's postings be read from the key index alone (an
+        index-only scan) also for the rows just written. `after_load`: with ANALYZE, and the other tables analyzed,
+        for the planner's statistics (2.5 s at 10^5 passages, most of it the passages'; after an add or a delete,
+        milliseconds). Runs outside any transaction (VACUUM cannot run inside one); the change before it is
+        committed, so a failure only warns: reads are slower until autovacuum catches up."""
+        import psycopg
+
+        statements = [f"VACUUM {self.ns}.postings"]
+        if after_load:
+            statements = [f"VACUUM (ANALYZE) {self.ns}.postings"] + [
+                f"ANALYZE {self.ns}.{table}" for table in ("passages", "sentences", "token_df", "documents")]
         with self._lock:
-            self.conn.execute(f"VACUUM (ANALYZE) {self.ns}.postings")
-            for table in ("passages", "sentences", "token_df", "documents"):
-                self.conn.execute(f"ANALYZE {self.ns}.{table}")
+            try:
+                for sql in statements:
+                    self.conn.execute(sql)
+            except psycopg.Error as exc:
+                warnings.warn(f"{sql} failed ({exc}); autovacuum will catch up", stacklevel=2)
 
     @classmethod
     def from_index_dir(cls, directory: Path, url: str | None = None, namespace: str | None = None) -> "PgVectorStore":
@@ -276,19 +280,8 @@ class PgVectorStore:
                              "stems": sorted(stems)})
             self._write_manifest(cur, manifest)
         if manifest.get("postings_table"):
-            self._vacuum_postings()
+            self.vacuum()
         return ids
-
-    def _vacuum_postings(self) -> None:
-        """After an add or delete: VACUUM the postings (only the pages that changed are visited), so that their
-        index-only scans need not visit the table for the rows just written."""
-        import psycopg
-
-        with self._lock:
-            try:
-                self.conn.execute(f"VACUUM {self.ns}.postings")
-            except psycopg.Error as exc:  # the change is committed: only reads of its rows are slower until autovacuum
-                warnings.warn(f"VACUUM of {self.ns}.postings failed ({exc}); autovacuum will catch up", stacklevel=3)
 
     def delete(self, doc_ids: Sequence[str]) -> list[str]:
         manifest = self.manifest() or {}
@@ -297,7 +290,7 @@ class PgVectorStore:
             found = self._delete(cur, doc_ids, manifest)
             self._write_manifest(cur, manifest)
         if found and manifest.get("postings_table"):
-            self._vacuum_postings()
+            self.vacuum()
         return found
 
     def _delete(self, cur, doc_ids: Sequence[str], manifest: dict) -> list[str]:
