@@ -17,7 +17,7 @@ from rag.search.analysis import warm_analysis
 from rag.search.location import default_index_base
 from rag.search.index import BuildProgress, CorpusIndex, open_index
 from rag.search.query import Query, QueryProcessor
-from rag.search.retrieve import MODES, Retriever
+from rag.search.retrieve import MODES, Retriever, warm_kernels
 from rag.answer.refusal import SuggestionFinder, refusal_text
 from rag.ingest.profile import CorpusProfile
 from rag.safety.triage import Triager
@@ -156,6 +156,9 @@ class Pipeline:
         self.encoder.encode_queries(["uppvärmning"])  # first call of an engine is slow; do it before any user asks
         self.triager.run("uppvärmning")  # loads the lexicon's word lists
         self.processor.run("Vad kostar uppvärmningen?")  # loads the word-frequency tables spelling and compounds read
+        # numba loads last and in the background (begun earlier, it slowed this start-up by ~1 s through the GIL);
+        # until it is ready the numpy formula serves, with the same scores
+        warm_kernels(self.index.lexical)
         return self
 
     # ------------------------------------------------------------------------------------------------------- ask

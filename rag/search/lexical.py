@@ -27,10 +27,16 @@ class PostingPart:
     lengths: np.ndarray
     base: int  # global row of the segment's first passage
 
+    def span_of(self, token_id: int) -> tuple[int, int]:
+        """Where the token's postings lie in `postings.values` and `tf` ([lo, hi); empty if the part lacks it)."""
+        if token_id + 1 >= len(self.postings.indptr):
+            return 0, 0
+        return int(self.postings.indptr[token_id]), int(self.postings.indptr[token_id + 1])
+
     def rows_of(self, token_id: int) -> tuple[np.ndarray, np.ndarray]:
         if token_id + 1 >= len(self.postings.indptr):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        lo, hi = int(self.postings.indptr[token_id]), int(self.postings.indptr[token_id + 1])
+        lo, hi = self.span_of(token_id)
         return np.asarray(self.postings.values[lo:hi]), np.asarray(self.tf[lo:hi])
 
 
@@ -227,7 +233,32 @@ class LexicalIndex:
         norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
         return (idf * tf / (tf + (norm[0] + norm[1] * dl))).astype(np.float32)
 
-    def _postings(self, token: str) -> tuple[np.ndarray, np.ndarray]:
+    def _postings(self, token: str, compiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(live rows, contributions) of a token, scored compiled (`kernels.score_postings`) once the kernels are
+        ready (`compiled`: force either way) and where the stored term frequencies are float32 (every index this
+        code builds), else by `_postings_numpy`: the same values bit for bit."""
+        from rag.search import kernels
+
+        if not (kernels.ready() if compiled is None else compiled) \
+                or any(part.tf.dtype != np.float32 for part in self.parts):
+            return self._postings_numpy(token)
+        i = self._token_id(token)
+        if i is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        spans = [(part, *part.span_of(i)) for part in self.parts]
+        size = sum(hi - lo for _, lo, hi in spans)
+        rows, scores = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.float32)
+        idf = self.idf_of(int(self.df[i]))  # as `_weights`: a Python float times float32 values (float32)
+        norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
+        live = np.zeros(0, dtype=np.uint8) if self._all_live() else self.live
+        count = 0
+        for part, lo, hi in spans:
+            if hi > lo:
+                count += kernels.score_postings(part.postings.values, part.tf, part.lengths, lo, hi, part.base, idf,
+                                                norm[0], norm[1], live, rows[count:], scores[count:])
+        return (rows, scores) if count == size else (rows[:count].copy(), scores[:count].copy())
+
+    def _postings_numpy(self, token: str) -> tuple[np.ndarray, np.ndarray]:
         i = self._token_id(token)
         if i is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

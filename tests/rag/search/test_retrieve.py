@@ -89,3 +89,33 @@ def test_scores_at_equals_the_postings(pipeline):
         assert not len(rows) or scores.max() == lex.bound(token) < fresh.bound(token)  # scored: exact; else idf
         seen += bool(len(rows))
     assert seen >= 4
+
+
+def test_the_lexical_half_in_its_own_thread_gives_the_same_hits(pipeline, monkeypatch):
+    import threading
+
+    from eval.gold import load_gold
+    from rag.search import retrieve
+
+    retriever = pipeline.retriever
+    queries = [pipeline.processor.run(it.question) for it in load_gold()[:60]]
+    vectors = [retriever.encode_query(q.search_text) for q in queries]
+    threads: set[str] = set()
+    top = retrieve.top_term_bm25
+
+    def recording(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return top(*args, **kwargs)
+
+    monkeypatch.setattr(retrieve, "top_term_bm25", recording)
+    monkeypatch.setattr(retrieve, "PARALLEL", False)
+    serial = [retriever.run(q, k=10, query_vector=v) for q, v in zip(queries, vectors)]
+    assert threads == {threading.current_thread().name}
+    threads.clear()
+    monkeypatch.setattr(retrieve, "PARALLEL", True)
+    monkeypatch.setattr(retrieve, "PARALLEL_FROM", 0)  # the shipped index is below it: force the thread
+    parallel = [retriever.run(q, k=10, query_vector=v) for q, v in zip(queries, vectors)]
+    assert len(threads) == 1 and next(iter(threads)).startswith("lexical")
+    for a, b in zip(serial, parallel):
+        assert a.rows == b.rows and a.lexical == b.lexical and a.dense == b.dense
+        assert [h.score for h in a.hits] == [h.score for h in b.hits]

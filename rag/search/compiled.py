@@ -1,0 +1,148 @@
+"""The numba kernels behind `kernels` (imported only by `kernels.load`, so nothing else pays numba's import)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+# Every function is compiled once per machine and cached beside this file (or in numba's user cache directory
+# where that is read-only); `cache=True` makes later processes load machine code instead of compiling (~3 s).
+
+
+@numba.njit(cache=True, nogil=True)
+def score_postings(values, tf, lengths, lo, hi, base, idf, norm0, norm1, live, has_live, rows, scores):
+    """See `kernels.score_postings`."""
+    count = 0
+    for j in range(lo, hi):
+        r = values[j]
+        if has_live and live[r + base] == 0:
+            continue
+        a = idf * tf[j]
+        scores[count] = np.float32(np.float64(a) / (np.float64(tf[j]) + (norm0 + norm1 * np.float64(lengths[r]))))
+        rows[count] = r + base
+        count += 1
+    return count
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    """An int64 address as a void pointer (for `numba.carray`)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+    return types.voidptr(address), codegen
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _postings(row_at, score_at, lengths, p):
+    """The rows and scores of the token at place p, read in place through their addresses."""
+    m = lengths[p]
+    return (numba.carray(_pointer(row_at[p]), (m,), np.int64),
+            numba.carray(_pointer(score_at[p]), (m,), np.float32))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fold(dst, src, k, credit, rows, count, n, dense, term, stamp, term_touched, term_count, term_dense):
+    """dst = max(dst, credit x mean of k summed values in src), src back to 0, over a group's rows (all n when
+    dense); rows new to a sparse term join its list. Returns the term list's length."""
+    m = n if dense else count
+    for j in range(m):
+        r = j if dense else rows[j]
+        if not term_dense and term[r] != stamp:
+            term[r] = stamp
+            term_touched[term_count] = r
+            term_count += 1
+        mean = src[r] if k == 1 else src[r] / np.float32(k)
+        value = credit * mean
+        if value > dst[r]:
+            dst[r] = value
+        src[r] = 0
+    return term_count
+
+
+@numba.njit(cache=True, nogil=True)
+def term_scores(n, row_at, score_at, lengths, weights, form, part, alt, alt_word, word_token, form_tokens,
+                part_tokens, word_tokens, term_dense, part_dense, alt_dense, word_dense, parts_credit,
+                alternative_credit, total, best, acc, most, term_mark, group_mark, word_mark, term_touched,
+                group_touched, word_touched, stamps, out_rows, out_scores):
+    """See `kernels.term_scores` and `kernels.plan`. The per-posting bookkeeping is written out in the loops: a
+    helper function called per posting (with array arguments) cost ~40 ns a posting, measured."""
+    # total, best, acc, most come zeroed and are left zeroed; the marks only hold stamps at or below `stamps`,
+    # which rise across calls. The result goes to out_rows / out_scores.
+    stamp_term, stamp_group, stamp_word = stamps[0], stamps[1], stamps[2]
+    for t in range(len(weights)):
+        stamp_term += 1
+        sparse_term = term_dense[t] == 0
+        term_count = 0
+        for f in range(form[t, 0], form[t, 1]):  # best = the max over the term's own forms
+            r_, s_ = _postings(row_at, score_at, lengths, form_tokens[f])
+            for j in range(len(r_)):
+                r = r_[j]
+                if sparse_term and term_mark[r] != stamp_term:
+                    term_mark[r] = stamp_term
+                    term_touched[term_count] = r
+                    term_count += 1
+                if s_[j] > best[r]:
+                    best[r] = s_[j]
+        k = part[t, 1] - part[t, 0]
+        if k > 0:  # best = max(best, parts_credit x the mean of its parts)
+            stamp_group += 1
+            sparse = part_dense[t] == 0
+            count = 0
+            for p in range(part[t, 0], part[t, 1]):
+                r_, s_ = _postings(row_at, score_at, lengths, part_tokens[p])
+                for j in range(len(r_)):
+                    r = r_[j]
+                    if sparse and group_mark[r] != stamp_group:
+                        group_mark[r] = stamp_group
+                        group_touched[count] = r
+                        count += 1
+                    acc[r] += s_[j]
+            term_count = _fold(best, acc, k, parts_credit, group_touched, count, n, not sparse, term_mark,
+                               stamp_term, term_touched, term_count, not sparse_term)
+        for a in range(alt[t, 0], alt[t, 1]):  # best = max(best, credit x the mean over the words of the
+            stamp_group += 1                   # alternative of each word's best form)
+            sparse = alt_dense[a] == 0
+            count = 0
+            for w in range(alt_word[a, 0], alt_word[a, 1]):
+                stamp_word += 1
+                sparse_word = word_dense[w] == 0
+                word_count = 0
+                for wt in range(word_token[w, 0], word_token[w, 1]):
+                    r_, s_ = _postings(row_at, score_at, lengths, word_tokens[wt])
+                    for j in range(len(r_)):
+                        r = r_[j]
+                        if sparse_word and word_mark[r] != stamp_word:
+                            word_mark[r] = stamp_word
+                            word_touched[word_count] = r
+                            word_count += 1
+                        if s_[j] > most[r]:
+                            most[r] = s_[j]
+                m = word_count if sparse_word else n
+                for j in range(m):  # acc += most, most back to 0
+                    r = word_touched[j] if sparse_word else j
+                    if sparse and group_mark[r] != stamp_group:
+                        group_mark[r] = stamp_group
+                        group_touched[count] = r
+                        count += 1
+                    acc[r] += most[r]
+                    most[r] = 0
+            kw = alt_word[a, 1] - alt_word[a, 0]
+            term_count = _fold(best, acc, kw, alternative_credit, group_touched, count, n, not sparse,
+                               term_mark, stamp_term, term_touched, term_count, not sparse_term)
+        w_ = weights[t]
+        m = term_count if sparse_term else n
+        for j in range(m):  # total += weight x best, best back to 0
+            r = term_touched[j] if sparse_term else j
+            total[r] += w_ * best[r]
+            best[r] = 0
+    count = 0
+    for r in range(n):
+        if total[r] > 0:  # as `sparse_term_bm25`: rows with a score of 0 are left out
+            out_rows[count] = r
+            out_scores[count] = total[r]
+            count += 1
+            total[r] = 0
+    stamps[0], stamps[1], stamps[2] = stamp_term, stamp_group, stamp_word
+    return count

@@ -1,0 +1,250 @@
+"""Compiled term BM25 (numba): `sparse_term_bm25`'s formula and `LexicalIndex`'s postings scorer, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+ENABLED = os.environ.get("RAG_NUMBA", "1") != "0"
+"""Set RAG_NUMBA=0 to keep the numpy formula everywhere (the kernels give the same values bit for bit)."""
+
+_compiled = None  # the `compiled` module, once imported
+_ready = threading.Event()
+_load_lock = threading.Lock()
+
+
+def load():
+    """Import the kernels (numba, ~0.3 s); None where numba is missing or RAG_NUMBA=0."""
+    global _compiled
+    if not ENABLED:
+        return None
+    with _load_lock:
+        if _compiled is None:
+            try:
+                from rag.search import compiled
+            except ImportError:  # numba comes with ranx (the eval's metrics); without it the numpy formula serves
+                return None
+            _compiled = compiled
+    return _compiled
+
+
+def ready() -> bool:
+    """Whether callers should use the kernels: loaded, and their machine code loaded (see `warm`)."""
+    return _ready.is_set()
+
+
+def warm(run, background: bool = True) -> threading.Thread | None:
+    """Load the kernels and call `run()` (which calls each kernel on the real index's arrays, so numba loads the
+    machine code of exactly those types: ~0.6 s from its cache, ~3 s to compile on a machine's first start), then
+    mark them ready. In the background by default: until then callers keep the numpy formula (the same values),
+    so neither start-up nor the first question waits for numba."""
+    def job() -> None:
+        if load() is None:
+            return
+        try:
+            run()
+        except Exception as exc:  # a kernel that cannot run here leaves the numpy formula in charge
+            import warnings
+
+            warnings.warn(f"compiled BM25 kernels unavailable ({type(exc).__name__}: {exc}); using numpy")
+            return
+        _ready.set()
+
+    if not background:
+        job()
+        return None
+    thread = threading.Thread(target=job, name="load-kernels", daemon=True)
+    thread.start()
+    return thread
+
+
+DENSE_FROM = 8
+"""A group of postings (a term, its parts, one alternative or word) covering at least 1/DENSE_FROM of the rows is
+folded by a pass over every row (vectorized, no per-posting bookkeeping); a smaller one through the list of rows
+it touched. Either way the scores are the same, bit for bit; this only chooses the faster way."""
+
+
+def plan(terms, position: dict[str, int], lengths: np.ndarray, n: int,
+         dense_from: float | None = None) -> tuple[np.ndarray, ...]:
+    """A query's terms as flat arrays the kernel walks.
+
+    Parameters
+    ----------
+    terms : sequence of QueryTerm
+    position : dict
+        Token -> its place in the postings lists.
+    lengths : np.ndarray
+        Postings length at each place.
+    n : int
+        Rows of the index.
+    dense_from : float, optional
+        Default `DENSE_FROM`.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        weights (float32); per term the [lo, hi) ranges of its forms, parts and alternatives (into the token lists
+        and the alternatives), per alternative the range of its words, per word the range of its tokens; the token
+        lists of forms, parts and words (int64 places); whether each term, each term's parts, each alternative and
+        each word is folded densely (uint8).
+    """
+    weights = np.array([term.weight for term in terms], dtype=np.float32)
+    form, part, alt, alt_word, word_token = [], [], [], [], []
+    form_tokens, part_tokens, word_tokens = [], [], []
+    term_dense, part_dense, alt_dense, word_dense = [], [], [], []
+    dense_from = DENSE_FROM if dense_from is None else dense_from
+
+    def dense(places: list[int]) -> bool:
+        return float(sum(int(lengths[p]) for p in places)) * dense_from >= n
+
+    def places(tokens) -> list[int]:
+        return [position[t] for t in tokens]
+
+    for term in terms:
+        form.append((len(form_tokens), len(form_tokens) + len(term.tokens)))
+        form_tokens.extend(places(term.tokens))
+        part.append((len(part_tokens), len(part_tokens) + len(term.parts)))
+        part_tokens.extend(places(term.parts))
+        part_dense.append(dense(places(term.parts)))
+        alt.append((len(alt_word), len(alt_word) + len(term.alternatives)))
+        for alternative in term.alternatives:
+            alt_word.append((len(word_token), len(word_token) + len(alternative)))
+            alt_dense.append(dense([p for word in alternative for p in places(word)]))
+            for word in alternative:
+                word_token.append((len(word_tokens), len(word_tokens) + len(word)))
+                word_tokens.extend(places(word))
+                word_dense.append(dense(places(word)))
+        term_dense.append(dense(places(term.all_tokens())))
+
+    def pairs(items: list) -> np.ndarray:
+        return np.array(items, dtype=np.int64).reshape(-1, 2)
+
+    def ids(items: list) -> np.ndarray:
+        return np.array(items, dtype=np.int64)
+
+    def flags(items: list) -> np.ndarray:
+        return np.array(items, dtype=np.uint8)
+
+    return (weights, pairs(form), pairs(part), pairs(alt), pairs(alt_word), pairs(word_token), ids(form_tokens),
+            ids(part_tokens), ids(word_tokens), flags(term_dense), flags(part_dense), flags(alt_dense),
+            flags(word_dense))
+
+
+class Scratch:
+    """Working arrays of the kernel for indexes of up to `n` rows, reused across questions (allocating and zeroing
+    a dozen arrays of n entries per question costs more than the scoring at 10^6 passages). One question at a time."""
+
+    STAMP_LIMIT = 2_000_000_000
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        # total, best, acc, most: zero between calls; marks and lists of touched rows of a term, a group (its parts
+        # or one alternative) and a word. Separate arrays: views of one block would alias in the compiled loops.
+        self.floats = [np.zeros(n, dtype=np.float32) for _ in range(4)]
+        self.marks = [np.zeros(n, dtype=np.int32) for _ in range(3)]
+        self.touched = [np.empty(n, dtype=np.int32) for _ in range(3)]
+        self.stamps = np.zeros(3, dtype=np.int64)
+        self.rows = np.empty(n, dtype=np.int64)
+        self.scores = np.empty(n, dtype=np.float32)
+
+    def checked(self) -> "Scratch":
+        if self.stamps.max() > self.STAMP_LIMIT:  # stamps rise by a few per question: reset long before int32 ends
+            for mark in self.marks:
+                mark[:] = 0
+            self.stamps[:] = 0
+        return self
+
+
+class ScratchPool:
+    """Scratch arrays for concurrent questions: each takes a free set (or a new one) and gives it back; two are
+    kept."""
+
+    def __init__(self) -> None:
+        self._free: list[Scratch] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def take(self, n: int):
+        with self._lock:
+            scratch = next((s for s in self._free if s.n >= n), None)
+            if scratch is not None:
+                self._free.remove(scratch)
+        if scratch is None:
+            scratch = Scratch(n)
+        try:
+            yield scratch.checked()
+        finally:
+            with self._lock:
+                self._free = sorted(self._free + [scratch], key=lambda s: s.n)[-2:]
+
+
+POOL = ScratchPool()
+"""The scratch arrays of `retrieve.sparse_term_bm25`'s kernel calls."""
+
+
+def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, position: dict[str, int],
+                parts_credit: float, alternative_credit: float, scratch: Scratch,
+                dense_from: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`retrieve.sparse_term_bm25` in one compiled pass over the postings: bit for bit the same rows and scores
+    (the same float32 operations in the same order).
+
+    Parameters
+    ----------
+    n : int
+        Rows of the index (every posting row is below it).
+    postings : list of (np.ndarray, np.ndarray)
+        At each place of `position`, the token's postings: rows (int64, each once) and contributions (float32).
+    terms : sequence of QueryTerm
+    position : dict
+        Token -> its place in `postings`.
+    scratch : Scratch
+        Working arrays of at least n rows.
+
+    Returns
+    -------
+    (rows, scores)
+        Rows ascending with a score above 0, and their float32 scores.
+    """
+    rows = [np.ascontiguousarray(r, dtype=np.int64) for r, _ in postings]
+    scores = [np.ascontiguousarray(s, dtype=np.float32) for _, s in postings]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    if any(len(s) != m for s, m in zip(scores, lengths)) or any(len(r) and (r[0] < 0 or r[-1] >= n) for r in rows):
+        raise ValueError("postings: rows and scores of different lengths, or rows outside the index")
+    # the kernel reads each token's arrays through their addresses (no copy into one buffer, no typed list to
+    # compile at start-up); `rows` and `scores` keep them alive until it returns
+    row_at = np.array([r.ctypes.data for r in rows], dtype=np.int64)
+    score_at = np.array([s.ctypes.data for s in scores], dtype=np.int64)
+    count = _kernels().term_scores(n, row_at, score_at, lengths, *plan(terms, position, lengths, n, dense_from),
+                                np.float32(parts_credit), np.float32(alternative_credit), *scratch.floats,
+                                *scratch.marks, *scratch.touched, scratch.stamps, scratch.rows, scratch.scores)
+    return scratch.rows[:count].copy(), scratch.scores[:count].copy()
+
+
+def score_postings(values: np.ndarray, tf: np.ndarray, lengths: np.ndarray, lo: int, hi: int, base: int,
+                   idf: np.float32, norm0: float, norm1: float, live: np.ndarray, rows: np.ndarray,
+                   scores: np.ndarray) -> int:
+    """BM25 contributions of one token's postings `values[lo:hi]` (local rows) in one part, as
+    `LexicalIndex._weights` computes them (idf x tf in float32, the length normalization in float64): written to
+    `rows` (global: + base) and `scores`, rows whose `live` flag is 0 skipped (`live` empty: every row is live).
+    Returns how many were written."""
+    # read-only views: a segment memory-mapped from disk and one built in this process then have the same numba
+    # types, so adding a document never compiles a second variant
+    values, tf, lengths, live = (_read_only(a) for a in (values, tf, lengths, live))
+    return _kernels().score_postings(values, tf, lengths, lo, hi, base, np.float32(idf), float(norm0), float(norm1),
+                                     live, len(live) > 0, rows, scores)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = np.asarray(array).view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
+def _kernels():
+    module = load()
+    if module is None:
+        raise RuntimeError("the compiled kernels need numba (pip install -r requirements.txt) and RAG_NUMBA unset")
+    return module

@@ -1,0 +1,160 @@
+"""The compiled term BM25 against its numpy reference on the shipped index: the same rows and scores, bit for bit."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rag.search import kernels
+from rag.search.lexical import LexicalIndex
+from rag.search.retrieve import sparse_term_bm25, top_term_bm25, warm_kernels
+
+pytest.importorskip("numba")  # a requirement (and ranx's): present wherever the project is installed
+
+
+@pytest.fixture(scope="module")
+def questions(pipeline):
+    """Real questions, analyzed: the gold set (follow-ups with their history) and the everyday set."""
+    import json
+
+    from eval.gold import load_gold
+    from rag.search.query import normalize_query
+
+    from tests.conftest import PROJECT_ROOT
+
+    items = [(it.question, it.history) for it in load_gold()]
+    with open(PROJECT_ROOT / "eval" / "sets" / "lay_shipped.jsonl", encoding="utf-8") as f:
+        items += [(json.loads(line)["question"], ()) for line in f if line.strip()]
+    return [pipeline.processor.run(normalize_query(q), [normalize_query(h) for h in history]) for q, history in items]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def loaded(pipeline):
+    warm_kernels(pipeline.index.lexical, background=False)
+    assert kernels.ready()
+
+
+def test_the_questions_exercise_every_branch_of_the_formula(questions):
+    terms = [t for q in questions for t in q.terms]
+    assert sum(len(t.tokens) > 1 for t in terms) > 50  # several forms of a word
+    assert sum(len(t.parts) > 1 for t in terms) > 20  # a compound's parts (a mean of several)
+    assert sum(any(len(alt) > 1 for alt in t.alternatives) for t in terms) > 5  # a lay word's multi-word phrasing
+    assert sum(t.weight != 1.0 for t in terms) > 5  # a follow-up's context terms
+
+
+@pytest.mark.parametrize("dense_from", [1e-9, kernels.DENSE_FROM, 1e9], ids=["all-sparse", "default", "all-dense"])
+def test_compiled_formula_equals_the_numpy_formula(pipeline, questions, monkeypatch, dense_from):
+    monkeypatch.setattr(kernels, "DENSE_FROM", dense_from)
+    lex = pipeline.index.lexical
+    for query in questions:
+        rows, scores = sparse_term_bm25(query, lex.postings, compiled=False)
+        got_rows, got_scores = sparse_term_bm25(query, lex.postings, compiled=True)
+        assert got_rows.dtype == np.int64 and got_scores.dtype == np.float32
+        assert np.array_equal(got_rows, rows), query.question
+        assert np.array_equal(got_scores, scores), query.question  # bit for bit, not within a tolerance
+
+
+def test_scratch_arrays_are_left_clean_and_reused(pipeline, questions):
+    lex = pipeline.index.lexical
+    with kernels.POOL.take(lex.count()) as scratch:
+        pass
+    before = scratch.stamps.copy()
+    for query in questions[:40]:
+        sparse_term_bm25(query, lex.postings, compiled=True)
+    with kernels.POOL.take(lex.count()) as again:
+        assert again is scratch  # one question at a time: the same arrays serve every question
+        assert all(not a[: lex.count()].any() for a in again.floats)
+        assert (again.stamps > before).all()
+
+
+def test_stamps_near_their_limit_reset_the_marks_and_scores_stay_the_same(pipeline, questions, monkeypatch):
+    lex = pipeline.index.lexical
+    monkeypatch.setattr(kernels.Scratch, "STAMP_LIMIT", 3)
+    with kernels.POOL.take(lex.count()) as scratch:
+        pass
+    for query in questions[:20]:
+        rows, scores = sparse_term_bm25(query, lex.postings, compiled=False)
+        got_rows, got_scores = sparse_term_bm25(query, lex.postings, compiled=True)
+        assert np.array_equal(got_rows, rows) and np.array_equal(got_scores, scores)
+    # reset before the last question: its terms' stamps count from 0 (without the reset: 20 questions' worth)
+    assert scratch.stamps[0] == len(questions[19].terms)
+
+
+def test_postings_outside_the_index_are_refused():
+    from rag.search.query import QueryTerm
+
+    term = QueryTerm("a", tokens=("a",))
+    with kernels.POOL.take(4) as scratch, pytest.raises(ValueError, match="outside the index"):
+        kernels.term_scores(4, [(np.array([1, 7]), np.ones(2, dtype=np.float32))], [term], {"a": 0}, 0.8, 0.7,
+                            scratch)
+
+
+def test_compiled_postings_equal_numpy_over_segments_and_tombstones(pipeline):
+    """Three segments, passages of each removed: every token's live rows and contributions, compiled and numpy."""
+    texts = [p.text for p in pipeline.index.passages]
+    lex = LexicalIndex(pipeline.index.lexical.analyzer)
+    thirds = len(texts) // 3
+    lex.index(texts[:thirds])
+    for chunk in (texts[thirds: 2 * thirds], texts[2 * thirds:]):
+        lex.append([lex.vocabulary.add(lex.analyzer.analyze(t)) for t in chunk])
+    tokens = [t for t in lex.vocabulary.tokens if t]
+    assert len(lex.parts) == 3 and len(tokens) > 1000
+
+    def same() -> int:
+        compared = 0
+        for token in tokens:
+            rows, scores = lex._postings_numpy(token)
+            got_rows, got_scores = lex._postings(token, compiled=True)
+            assert np.array_equal(got_rows, rows) and np.array_equal(got_scores, scores), token
+            compared += len(rows)
+        return compared
+
+    assert same() > 10_000
+    removed = list(range(0, len(texts), 7))
+    lex.remove_rows(removed, [sorted(set(lex.vocabulary.add(lex.analyzer.analyze(texts[r])))) for r in removed])
+    assert not lex._all_live()
+    assert same() > 10_000
+    rows, _ = lex._postings(tokens[0], compiled=True)
+    assert not set(rows.tolist()) & set(removed)
+
+
+def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch):
+    lex = pipeline.index.lexical
+    compiled = [top_term_bm25(q, lex, 50) for q in questions]
+    monkeypatch.setattr(kernels, "_ready", type(kernels._ready)())  # not ready: the numpy formula
+    assert not kernels.ready()
+    for query, (rows, scores) in zip(questions, compiled):
+        expected_rows, expected_scores = top_term_bm25(query, lex, 50)
+        assert np.array_equal(rows, expected_rows) and np.array_equal(scores, expected_scores)
+
+
+def test_a_failing_kernel_warns_and_leaves_numpy_in_charge(monkeypatch):
+    monkeypatch.setattr(kernels, "_ready", type(kernels._ready)())
+
+    def broken() -> None:
+        raise TypeError("no such signature")
+
+    with pytest.warns(UserWarning, match="using numpy"):
+        kernels.warm(broken, background=False)
+    assert not kernels.ready()
+
+
+def test_without_numba_the_pipeline_answers_the_same(pipeline):
+    """RAG_NUMBA=0 in a fresh process: kernels never load, and the answer and its hits are those of this process."""
+    question = "Vad gör en kontaktsjuksköterska?"
+    answer = pipeline.ask(question)
+    code = ("import json; from rag import Pipeline, PipelineConfig; from rag.search import kernels; "
+            f"p = Pipeline(PipelineConfig()).warm_up(log=lambda m: None); a = p.ask({question!r}); "
+            "print(json.dumps([kernels.load() is None, kernels.ready(), a.text, "
+            "[h.passage.passage_id for h in a.hits]]))")
+    from tests.conftest import PROJECT_ROOT
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "RAG_NUMBA": "0"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    not_loaded, ready, text, hits = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not_loaded and not ready
+    assert text == answer.text and hits == [h.passage.passage_id for h in answer.hits]
