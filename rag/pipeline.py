@@ -17,7 +17,7 @@ from rag.search.analysis import warm_analysis
 from rag.search.location import default_index_base
 from rag.search.index import BuildProgress, CorpusIndex, open_index
 from rag.search.query import Query, QueryProcessor
-from rag.search.retrieve import MODES, Retriever, warm_kernels
+from rag.search.retrieve import LARGE_INDEX, MODES, Retriever, warm_kernels
 from rag.answer.refusal import SuggestionFinder, refusal_text
 from rag.ingest.profile import CorpusProfile
 from rag.safety.triage import Triager
@@ -156,9 +156,6 @@ class Pipeline:
         self.encoder.encode_queries(["uppvärmning"])  # first call of an engine is slow; do it before any user asks
         self.triager.run("uppvärmning")  # loads the lexicon's word lists
         self.processor.run("Vad kostar uppvärmningen?")  # loads the word-frequency tables spelling and compounds read
-        # numba loads last and in the background (begun earlier, it slowed this start-up by ~1 s through the GIL);
-        # until it is ready the numpy formula serves, with the same scores
-        warm_kernels(self.index.lexical)
         return self
 
     # ------------------------------------------------------------------------------------------------------- ask
@@ -166,6 +163,20 @@ class Pipeline:
     def ask(self, question: str, history: Sequence[str] = (), k: int | None = None, suggest: bool = True) -> Answer:
         """Answer one question; `history` holds the user's earlier questions (for follow-ups). A refusal offers up to
         three nearby questions the sources answer (`suggest=False`: none, as when checking a suggestion)."""
+        answer = self._ask(question, history, k, suggest)
+        self._load_kernels()
+        return answer
+
+    def _load_kernels(self) -> None:
+        """After the first answer, on an index of `LARGE_INDEX` passages or more: load the compiled BM25 in the
+        background (numba, ~0.6 s from its cache; ~3 s to compile on a machine's first start). Loaded during
+        start-up it cost ~1 s of it (the GIL and both cores), and below that size it gains nothing; until it is
+        ready the numpy formula serves, with the same scores bit for bit."""
+        if not self.__dict__.get("_kernels_started") and self.index.lexical.count() >= LARGE_INDEX:
+            self._kernels_started = True
+            warm_kernels(self.index.lexical)
+
+    def _ask(self, question: str, history: Sequence[str], k: int | None, suggest: bool) -> Answer:
         self.warm_up()
         if hasattr(self.index, "trim"):  # earlier questions' mapped rows leave the process above a resident budget
             self.index.trim()

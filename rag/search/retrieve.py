@@ -343,12 +343,13 @@ class _Rows:
         return out
 
 
-PARALLEL_FROM = 20_000
-"""A hybrid search over at least this many passages runs its lexical top-k in a second thread beside the dense
-search (the compiled BM25 and FAISS release the GIL; 2 cores). Measured on the gold questions, in-process A/B:
-at 10^5 passages retrieval p50/p95 11.7/17.6 -> 8.8/15.6 ms with the encoder's threads not spinning after a run
-(with them spinning: no gain); on the shipped 358 passages the hand-over costs ~0.3 ms and gains nothing.
-RAG_PARALLEL_SEARCH=0 turns it off."""
+LARGE_INDEX = 20_000
+"""From this many passages a hybrid search runs its lexical top-k in a second thread beside the dense search (the
+compiled BM25 and FAISS release the GIL; 2 cores), and the pipeline loads the compiled BM25 at all. Measured on the
+gold questions: at 10^5 passages retrieval p95 ~20 -> ~12 ms (`eval.scale`, A/B against the numpy formula run
+serially), with the encoder's threads not spinning after a run (with them spinning, the thread gained nothing); on
+the shipped 358 passages both cost more than they gain (the hand-over ~0.3 ms; the kernel's fixed cost ~0.2 ms
+against 0.4 ms for the whole numpy formula). RAG_PARALLEL_SEARCH=0 keeps the search in one thread."""
 
 PARALLEL = os.environ.get("RAG_PARALLEL_SEARCH", "1") != "0"
 _WORKER: list = []
@@ -538,7 +539,7 @@ class Retriever:
             return top_term_bm25(query, self.index.lexical, self.candidates, parts_credit=self.parts_credit,
                                  alternative_credit=self.alternative_credit)
 
-        parallel = self.mode == "hybrid" and PARALLEL and self.index.lexical.count() >= PARALLEL_FROM
+        parallel = self.mode == "hybrid" and PARALLEL and self.index.lexical.count() >= LARGE_INDEX
         pending = _worker().submit(lexical_top) if parallel else None
         if self.mode in ("dense", "hybrid"):
             dense = self.dense_scores(query_vector)

@@ -158,3 +158,34 @@ def test_without_numba_the_pipeline_answers_the_same(pipeline):
     not_loaded, ready, text, hits = json.loads(out.stdout.strip().splitlines()[-1])
     assert not_loaded and not ready
     assert text == answer.text and hits == [h.passage.passage_id for h in answer.hits]
+
+
+def test_the_pipeline_loads_the_kernels_after_its_first_answer_and_only_on_a_large_index():
+    """A fresh process: on the shipped index (below LARGE_INDEX) numba is never imported; with the threshold at 0
+    the kernels load in the background once the first answer is out, and the next answers are the same."""
+    code = """
+import json, sys, time
+import rag.pipeline as rp
+from rag import Pipeline, PipelineConfig
+from rag.search import kernels
+p = Pipeline(PipelineConfig()).warm_up(log=lambda m: None)
+first = p.ask("Vad gör en kontaktsjuksköterska?")
+small = ["numba" in sys.modules, kernels.ready()]
+rp.LARGE_INDEX = 0
+p2 = Pipeline(PipelineConfig()).warm_up(log=lambda m: None)
+before = ["numba" in sys.modules, p2.ask("Vad gör en kontaktsjuksköterska?").text == first.text]
+for _ in range(600):
+    if kernels.ready():
+        break
+    time.sleep(0.1)
+print(json.dumps(small + before + [kernels.ready(), p2.ask("Vad gör en kontaktsjuksköterska?").text == first.text]))
+"""
+    from tests.conftest import PROJECT_ROOT
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    small_numba, small_ready, _, same_before, ready, same_after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not small_numba and not small_ready
+    assert same_before and ready and same_after

@@ -113,7 +113,7 @@ def test_the_lexical_half_in_its_own_thread_gives_the_same_hits(pipeline, monkey
     assert threads == {threading.current_thread().name}
     threads.clear()
     monkeypatch.setattr(retrieve, "PARALLEL", True)
-    monkeypatch.setattr(retrieve, "PARALLEL_FROM", 0)  # the shipped index is below it: force the thread
+    monkeypatch.setattr(retrieve, "LARGE_INDEX", 0)  # the shipped index is below it: force the thread
     parallel = [retriever.run(q, k=10, query_vector=v) for q, v in zip(queries, vectors)]
     assert len(threads) == 1 and next(iter(threads)).startswith("lexical")
     for a, b in zip(serial, parallel):
