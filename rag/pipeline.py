@@ -164,17 +164,20 @@ class Pipeline:
         """Answer one question; `history` holds the user's earlier questions (for follow-ups). A refusal offers up to
         three nearby questions the sources answer (`suggest=False`: none, as when checking a suggestion)."""
         answer = self._ask(question, history, k, suggest)
-        self._load_kernels()
+        self.preload()
         return answer
 
-    def _load_kernels(self) -> None:
-        """After the first answer, on an index of `LARGE_INDEX` passages or more: load the compiled BM25 in the
-        background (numba, ~0.6 s from its cache; ~3 s to compile on a machine's first start). Loaded during
-        start-up it cost ~1 s of it (the GIL and both cores), and below that size it gains nothing; until it is
-        ready the numpy formula serves, with the same scores bit for bit."""
+    def preload(self) -> "Pipeline":
+        """On an index of `LARGE_INDEX` passages or more, start loading the compiled BM25 in the background (numba:
+        ~1.1 s of CPU from its cache, ~0.55 s of it LLVM's set-up; ~3 s to compile on a machine's first start).
+        The app calls it right after start-up (its first visitor comes later); otherwise the first answer does
+        (loaded inside start-up it cost ~1 s of it). Replies meanwhile use the numpy formula, with the same scores
+        bit for bit, but are slower (the loader holds the GIL and a core). Below that size it gains nothing."""
+        self.warm_up()
         if not self.__dict__.get("_kernels_started") and self.index.lexical.count() >= LARGE_INDEX:
             self._kernels_started = True
             self._loading = warm_kernels(self.index.lexical)
+        return self
 
     def settle(self, timeout: float = 60.0) -> float:
         """Wait until what loads in the background after the first answer (the compiled BM25) has loaded; returns

@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 @st.cache_resource(show_spinner="Laddar källorna och språkmodellen …")
 def load_pipeline() -> Pipeline:
-    """The same pipeline as the CLI, loaded once per server process."""
-    return Pipeline(PipelineConfig()).warm_up()
+    """The same pipeline as the CLI, loaded once per server process (on a large index the compiled BM25 goes on
+    loading in the background, before the first visitor's question)."""
+    return Pipeline(PipelineConfig()).warm_up().preload()
 
 
 BUILD_STAGES = {"documents": "Läser dokumenten", "passages": "Beräknar vektorer för textavsnitt", "sentences": "Beräknar vektorer för meningar",
