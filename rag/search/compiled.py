@@ -34,7 +34,7 @@ def _pointer(typingctx, address):
     return types.voidptr(address), codegen
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _postings(row_at, score_at, lengths, p):
     """The rows and scores of the token at place p, read in place through their addresses."""
     m = lengths[p]
@@ -42,7 +42,42 @@ def _postings(row_at, score_at, lengths, p):
             numba.carray(_pointer(score_at[p]), (m,), np.float32))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
+def _gather(dst, r_, s_, add, sparse, mark, stamp, touched, count):
+    """dst[r] += s (`add`) or dst[r] = max(dst[r], s) over one token's postings; a sparse group lists the rows it
+    touches, once each (`mark`, `stamp`). Returns the list's length. Called once per token: the same bookkeeping
+    in a helper called once per *posting* cost ~40 ns a posting (measured), and the loop compiled on its own here
+    runs ~2x faster at p95 than written out inside `term_scores` (measured at 10^5 and 10^6 passages)."""
+    for j in range(len(r_)):
+        r = r_[j]
+        if sparse and mark[r] != stamp:
+            mark[r] = stamp
+            touched[count] = r
+            count += 1
+        if add:
+            dst[r] += s_[j]
+        elif s_[j] > dst[r]:
+            dst[r] = s_[j]
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_word(acc, most, rows, count, n, dense, sparse, mark, stamp, touched, group_count):
+    """acc += most, most back to 0, over a word's rows (all n when dense); rows new to a sparse group join its
+    list. Returns the group list's length."""
+    m = n if dense else count
+    for j in range(m):
+        r = j if dense else rows[j]
+        if sparse and mark[r] != stamp:
+            mark[r] = stamp
+            touched[group_count] = r
+            group_count += 1
+        acc[r] += most[r]
+        most[r] = 0
+    return group_count
+
+
+@numba.njit(cache=True, nogil=True)
 def _fold(dst, src, k, credit, rows, count, n, dense, term, stamp, term_touched, term_count, term_dense):
     """dst = max(dst, credit x mean of k summed values in src), src back to 0, over a group's rows (all n when
     dense); rows new to a sparse term join its list. Returns the term list's length."""
@@ -66,8 +101,7 @@ def term_scores(n, row_at, score_at, lengths, weights, form, part, alt, alt_word
                 part_tokens, word_tokens, term_dense, part_dense, alt_dense, word_dense, parts_credit,
                 alternative_credit, total, best, acc, most, term_mark, group_mark, word_mark, term_touched,
                 group_touched, word_touched, stamps, out_rows, out_scores):
-    """See `kernels.term_scores` and `kernels.plan`. The per-posting bookkeeping is written out in the loops: a
-    helper function called per posting (with array arguments) cost ~40 ns a posting, measured."""
+    """See `kernels.term_scores` and `kernels.plan`."""
     # total, best, acc, most come zeroed and are left zeroed; the marks only hold stamps at or below `stamps`,
     # which rise across calls. The result goes to out_rows / out_scores.
     stamp_term, stamp_group, stamp_word = stamps[0], stamps[1], stamps[2]
@@ -77,14 +111,7 @@ def term_scores(n, row_at, score_at, lengths, weights, form, part, alt, alt_word
         term_count = 0
         for f in range(form[t, 0], form[t, 1]):  # best = the max over the term's own forms
             r_, s_ = _postings(row_at, score_at, lengths, form_tokens[f])
-            for j in range(len(r_)):
-                r = r_[j]
-                if sparse_term and term_mark[r] != stamp_term:
-                    term_mark[r] = stamp_term
-                    term_touched[term_count] = r
-                    term_count += 1
-                if s_[j] > best[r]:
-                    best[r] = s_[j]
+            term_count = _gather(best, r_, s_, False, sparse_term, term_mark, stamp_term, term_touched, term_count)
         k = part[t, 1] - part[t, 0]
         if k > 0:  # best = max(best, parts_credit x the mean of its parts)
             stamp_group += 1
@@ -92,13 +119,7 @@ def term_scores(n, row_at, score_at, lengths, weights, form, part, alt, alt_word
             count = 0
             for p in range(part[t, 0], part[t, 1]):
                 r_, s_ = _postings(row_at, score_at, lengths, part_tokens[p])
-                for j in range(len(r_)):
-                    r = r_[j]
-                    if sparse and group_mark[r] != stamp_group:
-                        group_mark[r] = stamp_group
-                        group_touched[count] = r
-                        count += 1
-                    acc[r] += s_[j]
+                count = _gather(acc, r_, s_, True, sparse, group_mark, stamp_group, group_touched, count)
             term_count = _fold(best, acc, k, parts_credit, group_touched, count, n, not sparse, term_mark,
                                stamp_term, term_touched, term_count, not sparse_term)
         for a in range(alt[t, 0], alt[t, 1]):  # best = max(best, credit x the mean over the words of the
@@ -111,23 +132,10 @@ def term_scores(n, row_at, score_at, lengths, weights, form, part, alt, alt_word
                 word_count = 0
                 for wt in range(word_token[w, 0], word_token[w, 1]):
                     r_, s_ = _postings(row_at, score_at, lengths, word_tokens[wt])
-                    for j in range(len(r_)):
-                        r = r_[j]
-                        if sparse_word and word_mark[r] != stamp_word:
-                            word_mark[r] = stamp_word
-                            word_touched[word_count] = r
-                            word_count += 1
-                        if s_[j] > most[r]:
-                            most[r] = s_[j]
-                m = word_count if sparse_word else n
-                for j in range(m):  # acc += most, most back to 0
-                    r = word_touched[j] if sparse_word else j
-                    if sparse and group_mark[r] != stamp_group:
-                        group_mark[r] = stamp_group
-                        group_touched[count] = r
-                        count += 1
-                    acc[r] += most[r]
-                    most[r] = 0
+                    word_count = _gather(most, r_, s_, False, sparse_word, word_mark, stamp_word, word_touched,
+                                         word_count)
+                count = _add_word(acc, most, word_touched, word_count, n, not sparse_word, sparse, group_mark,
+                                  stamp_group, group_touched, count)
             kw = alt_word[a, 1] - alt_word[a, 0]
             term_count = _fold(best, acc, kw, alternative_credit, group_touched, count, n, not sparse,
                                term_mark, stamp_term, term_touched, term_count, not sparse_term)
