@@ -25,7 +25,10 @@ def load():
         if _compiled is None:
             try:
                 from rag.search import compiled
-            except ImportError:  # numba comes with ranx (the eval's metrics); without it the numpy formula serves
+            except Exception as exc:  # no numba (it comes with ranx), or one that cannot cache: numpy serves
+                import warnings
+
+                warnings.warn(f"compiled BM25 kernels unavailable ({type(exc).__name__}: {exc}); using numpy")
                 return None
             _compiled = compiled
     return _compiled
@@ -42,9 +45,9 @@ def warm(run, background: bool = True) -> threading.Thread | None:
     mark them ready. In the background by default: until then callers keep the numpy formula (the same values),
     so neither start-up nor the first question waits for numba."""
     def job() -> None:
-        if load() is None:
-            return
         try:
+            if load() is None:
+                return
             run()
         except Exception as exc:  # a kernel that cannot run here leaves the numpy formula in charge
             import warnings
@@ -211,8 +214,10 @@ def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, po
     rows = [np.ascontiguousarray(r, dtype=np.int64) for r, _ in postings]
     scores = [np.ascontiguousarray(s, dtype=np.float32) for _, s in postings]
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    if any(len(s) != m for s, m in zip(scores, lengths)) or any(len(r) and (r[0] < 0 or r[-1] >= n) for r in rows):
-        raise ValueError("postings: rows and scores of different lengths, or rows outside the index")
+    if any(len(s) != m for s, m in zip(scores, lengths)):
+        raise ValueError("postings: rows and scores of different lengths")
+    if any(term.weight < 0 for term in terms):
+        raise ValueError("term weights must be >= 0 (the formula starts each term's best way at 0)")
     # the kernel reads each token's arrays through their addresses (no copy into one buffer, no typed list to
     # compile at start-up); `rows` and `scores` keep them alive until it returns
     row_at = np.array([r.ctypes.data for r in rows], dtype=np.int64)
@@ -220,6 +225,8 @@ def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, po
     count = _kernels().term_scores(n, row_at, score_at, lengths, *plan(terms, position, lengths, n, dense_from),
                                 np.float32(parts_credit), np.float32(alternative_credit), *scratch.floats,
                                 *scratch.marks, *scratch.touched, scratch.stamps, scratch.rows, scratch.scores)
+    if count < 0:  # the kernel checks every posting as it reads it and stops before reading out of bounds
+        raise ValueError("postings: rows not strictly ascending within the index, or a negative contribution")
     return scratch.rows[:count].copy(), scratch.scores[:count].copy()
 
 

@@ -239,8 +239,9 @@ class LexicalIndex:
         code builds), else by `_postings_numpy`: the same values bit for bit."""
         from rag.search import kernels
 
-        if not (kernels.ready() if compiled is None else compiled) \
-                or any(part.tf.dtype != np.float32 for part in self.parts):
+        if not (kernels.ready() if compiled is None else compiled) or any(
+                (part.tf.dtype, part.postings.values.dtype, part.lengths.dtype) != (np.float32, np.int32, np.int32)
+                for part in self.parts):  # the types the kernel is loaded for (every index this code builds)
             return self._postings_numpy(token)
         i = self._token_id(token)
         if i is None:

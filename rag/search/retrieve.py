@@ -96,12 +96,23 @@ def sparse_term_bm25(
         for t in term.all_tokens():
             tok(t)
     if kernels.ready() if compiled is None else compiled:
+        # rows ascending: the last is the largest (the kernel checks every row as it reads it)
         n = max((int(r[-1]) + 1 for r, _ in cache.values() if len(r)), default=0)
         if not n:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        with kernels.POOL.take(n) as scratch:
-            return kernels.term_scores(n, list(cache.values()), query.terms, {t: i for i, t in enumerate(cache)},
-                                       parts_credit, alternative_credit, scratch)
+        try:
+            with kernels.POOL.take(n) as scratch:
+                return kernels.term_scores(n, list(cache.values()), query.terms,
+                                           {t: i for i, t in enumerate(cache)}, parts_credit, alternative_credit,
+                                           scratch)
+        except ValueError:
+            raise
+        except Exception as exc:  # a kernel that cannot run on these arrays: the numpy formula, the same scores
+            if compiled:
+                raise
+            import warnings
+
+            warnings.warn(f"compiled BM25 failed ({type(exc).__name__}: {exc}); using numpy")
     universe = _union([r for r, _ in cache.values() if len(r)])
     if not universe.size:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -364,12 +375,13 @@ _WORKER_LOCK = threading.Lock()
 
 
 def _worker():
-    """The thread for the lexical half of a hybrid search (made on first use, shared by all retrievers)."""
+    """The threads for the lexical half of a hybrid search (made on first use, shared by all retrievers)."""
     with _WORKER_LOCK:
         if not _WORKER:
             from concurrent.futures import ThreadPoolExecutor
 
-            _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexical"))
+            # two: concurrent questions (app sessions) do not queue their lexical halves behind each other
+            _WORKER.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="lexical"))
         return _WORKER[0]
 
 
