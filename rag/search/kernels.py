@@ -26,12 +26,17 @@ def load():
             try:
                 from rag.search import compiled
             except Exception as exc:  # no numba (it comes with ranx), or one that cannot cache: numpy serves
-                import warnings
-
-                warnings.warn(f"compiled BM25 kernels unavailable ({type(exc).__name__}: {exc}); using numpy")
+                fall_back("compiled BM25 kernels unavailable", exc)
                 return None
             _compiled = compiled
     return _compiled
+
+
+def fall_back(what: str, exc: Exception) -> None:
+    """Warn that the numpy formula serves instead of the kernels (the same scores), and why."""
+    import warnings
+
+    warnings.warn(f"{what} ({type(exc).__name__}: {exc}); using numpy")
 
 
 def ready() -> bool:
@@ -41,7 +46,7 @@ def ready() -> bool:
 
 def warm(run, background: bool = True) -> threading.Thread | None:
     """Load the kernels and call `run()` (which calls each kernel on the real index's arrays, so numba loads the
-    machine code of exactly those types: ~0.6 s from its cache, ~3 s to compile on a machine's first start), then
+    machine code of exactly those types: ~1.1 s of CPU from its cache, ~3 s to compile on a machine's first start), then
     mark them ready. In the background by default: until then callers keep the numpy formula (the same values),
     so neither start-up nor the first question waits for numba."""
     def job() -> None:
@@ -50,9 +55,7 @@ def warm(run, background: bool = True) -> threading.Thread | None:
                 return
             run()
         except Exception as exc:  # a kernel that cannot run here leaves the numpy formula in charge
-            import warnings
-
-            warnings.warn(f"compiled BM25 kernels unavailable ({type(exc).__name__}: {exc}); using numpy")
+            fall_back("compiled BM25 kernels unavailable", exc)
             return
         _ready.set()
 

@@ -34,8 +34,6 @@ class PostingPart:
         return int(self.postings.indptr[token_id]), int(self.postings.indptr[token_id + 1])
 
     def rows_of(self, token_id: int) -> tuple[np.ndarray, np.ndarray]:
-        if token_id + 1 >= len(self.postings.indptr):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         lo, hi = self.span_of(token_id)
         return np.asarray(self.postings.values[lo:hi]), np.asarray(self.tf[lo:hi])
 
@@ -230,8 +228,12 @@ class LexicalIndex:
     def _weights(self, i: int, tf: np.ndarray, dl: np.ndarray) -> np.ndarray:
         """BM25 contributions of token id `i` for term frequencies `tf` in passages of lengths `dl` (float32)."""
         idf = self.idf_of(int(self.df[i]))
-        norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
+        norm = self._norm()
         return (idf * tf / (tf + (norm[0] + norm[1] * dl))).astype(np.float32)
+
+    def _norm(self) -> tuple[float, float]:
+        """BM25's length normalization as two terms, k1 (1 - b) and k1 b / avgdl: K(dl) = norm0 + norm1 dl."""
+        return self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
 
     def _postings(self, token: str, compiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(live rows, contributions) of a token, scored compiled (`kernels.score_postings`) once the kernels are
@@ -250,7 +252,7 @@ class LexicalIndex:
         size = sum(hi - lo for _, lo, hi in spans)
         rows, scores = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.float32)
         idf = self.idf_of(int(self.df[i]))  # as `_weights`: a Python float times float32 values (float32)
-        norm = self.k1 * (1 - self.b), self.k1 * self.b / self.avgdl
+        norm = self._norm()
         live = np.zeros(0, dtype=np.uint8) if self._all_live() else self.live
         count = 0
         for part, lo, hi in spans:

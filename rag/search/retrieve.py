@@ -110,9 +110,7 @@ def sparse_term_bm25(
         except Exception as exc:  # a kernel that cannot run on these arrays: the numpy formula, the same scores
             if compiled:
                 raise
-            import warnings
-
-            warnings.warn(f"compiled BM25 failed ({type(exc).__name__}: {exc}); using numpy")
+            kernels.fall_back("compiled BM25 failed", exc)
     universe = _union([r for r, _ in cache.values() if len(r)])
     if not universe.size:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
