@@ -287,6 +287,34 @@ class LexicalIndex:
         i = self._token_id(token)
         return int(self.df[i]) if i is not None else 0
 
+    def same_postings(self, a: str, b: str) -> bool:
+        """Whether two tokens are held by the same passages with the same term frequencies (so the same BM25
+        contribution everywhere): a word without accents and its accent-folded form ("regering", "~regering"),
+        about a third of the postings a question's tokens have on the corpus's text. Compared on the stored
+        postings (a memory read, no scoring), only when the frequencies agree; cached for these statistics."""
+        i, j = self._token_id(a), self._token_id(b)
+        if i is None or j is None:
+            return i is None and j is None
+        if i == j:
+            return True
+        if self.df[i] != self.df[j]:
+            return False
+        cache = self.__dict__.setdefault("_same_cache", {})
+        key = (self._version, min(i, j), max(i, j))
+        same = cache.get(key)
+        if same is None:
+            same = True
+            for part in self.parts:
+                (lo, hi), (lo2, hi2) = part.span_of(i), part.span_of(j)
+                if hi - lo != hi2 - lo2 or not (np.array_equal(part.postings.values[lo:hi], part.postings.values[lo2:hi2])
+                                                and np.array_equal(part.tf[lo:hi], part.tf[lo2:hi2])):
+                    same = False
+                    break
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[key] = same
+        return same
+
     def bound(self, token: str) -> float:
         """An upper bound of the token's BM25 contribution to any passage: its largest one when its postings are
         already scored, else its idf (tf / (tf + K) < 1); 0 if absent."""

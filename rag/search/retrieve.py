@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -187,6 +187,39 @@ questions in-process, interleaved, the lexical top-50 took p50 26.7 / p95 66.6 m
 97.4 ms pruning from 10^6 postings (3 * 10^6: 30.9 / 67.3); the pruning's rounds and look-ups run in numpy."""
 
 
+def merge_equal_tokens(query: Query, lexical) -> Query:
+    """The query with every token whose postings equal an earlier token's (`lexical.same_postings`) replaced by that
+    token, and repeats among a term's own forms (or a word's forms) dropped: the same scores bit for bit (the best
+    of two equal contributions is either; a mean keeps its count), each distinct posting list read and folded once.
+
+    Parameters
+    ----------
+    query : Query
+    lexical : LexicalIndex-like
+        With `frequency(token)` and `same_postings(a, b)`; anything else leaves the query as it is.
+    """
+    if not hasattr(lexical, "same_postings"):
+        return query
+    names: dict[str, str] = {}
+    by_frequency: dict[int, list[str]] = {}
+    for t in dict.fromkeys(query.lexical_tokens):
+        f = lexical.frequency(t)
+        group = by_frequency.setdefault(f, [])
+        names[t] = next((u for u in group if f and lexical.same_postings(u, t)), t)
+        if names[t] == t:
+            group.append(t)
+    if all(a == b for a, b in names.items()):
+        return query
+
+    def forms(tokens) -> tuple[str, ...]:  # a maximum over them: repeats add nothing
+        return tuple(dict.fromkeys(names[t] for t in tokens))
+
+    terms = tuple(replace(term, tokens=forms(term.tokens), parts=tuple(names[t] for t in term.parts),
+                          alternatives=tuple(tuple(forms(word) for word in alt) for alt in term.alternatives))
+                  for term in query.terms)
+    return replace(query, terms=terms)
+
+
 def top_term_bm25(
     query: Query, lexical, k: int, parts_credit: float = 0.8, alternative_credit: float = 0.7,
     prune_from: int | None = None, stats: dict | None = None,
@@ -222,6 +255,8 @@ def top_term_bm25(
     (rows, scores)
         The top k, best first (ties by row), rows with a score of 0 left out.
     """
+    query = merge_equal_tokens(query, lexical)
+
     def ranked(rows: np.ndarray, scores: np.ndarray):
         best = top_indices(scores, min(k, len(scores)))
         return rows[best], scores[best]

@@ -67,3 +67,18 @@ def test_idf_is_higher_for_rarer_tokens():
     lex.index(TEXTS)
     idf = lex.idf()
     assert idf["barncancervård"] > idf["stöd"]
+
+
+def test_same_postings_compares_the_stored_postings_and_follows_updates():
+    lex = LexicalIndex(SwedishAnalyzer.fit(TEXTS))
+    lex.index(TEXTS)
+    # "regering" has no accents: its folded form is held by exactly the same passages with the same frequencies
+    assert lex.same_postings("regering", "~regering")
+    assert np.array_equal(lex.postings("regering")[1], lex.postings("~regering")[1])
+    assert not lex.same_postings("stöd", "canc")  # different postings
+    assert lex.frequency("psykosocial") == lex.frequency("familj") == 1
+    assert not lex.same_postings("psykosocial", "barncancercentrum")  # the same frequency, other passages
+    assert lex.same_postings("no-such-token", "nor-this") and not lex.same_postings("regering", "no-such-token")
+    # a passage with an accented form makes the folded token's postings differ; the cached answer does not survive
+    lex.append([lex.vocabulary.add(["~regering"])])
+    assert not lex.same_postings("regering", "~regering")

@@ -119,3 +119,24 @@ def test_the_lexical_half_in_its_own_thread_gives_the_same_hits(pipeline, monkey
     for a, b in zip(serial, parallel):
         assert a.rows == b.rows and a.lexical == b.lexical and a.dense == b.dense
         assert [h.score for h in a.hits] == [h.score for h in b.hits]
+
+
+def test_tokens_with_equal_postings_are_read_once_with_the_same_scores(pipeline, monkeypatch):
+    from eval.gold import load_gold
+    from rag.search import retrieve
+    from rag.search.retrieve import merge_equal_tokens, top_term_bm25
+
+    lex = pipeline.index.lexical
+    queries = [pipeline.processor.run(q) for q in [it.question for it in load_gold()] + [QUESTION, "vad kostar cellprov"]]
+    merged = [merge_equal_tokens(q, lex) for q in queries]
+    distinct = [len(set(q.lexical_tokens)) for q in queries]
+    fewer = [len(set(m.lexical_tokens)) for m in merged]
+    assert sum(fewer) < 0.8 * sum(distinct)  # on the corpus's text about a third of the tokens repeat another's postings
+    for query, m in zip(queries, merged):
+        assert [t.word for t in m.terms] == [t.word for t in query.terms]
+        assert all(len(a.parts) == len(b.parts) for a, b in zip(query.terms, m.terms))  # a mean keeps its count
+    with_merge = [top_term_bm25(q, lex, 50) for q in queries]
+    monkeypatch.setattr(retrieve, "merge_equal_tokens", lambda query, lexical: query)
+    without = [top_term_bm25(q, lex, 50) for q in queries]
+    for (rows, scores), (rows2, scores2) in zip(with_merge, without):
+        assert rows.tolist() == rows2.tolist() and np.array_equal(scores, scores2)  # bit for bit
