@@ -165,8 +165,8 @@ class Scratch:
 
 
 class ScratchPool:
-    """Scratch arrays for concurrent questions: each takes a free set (or a new one) and gives it back; two are
-    kept."""
+    """Scratch arrays for concurrent questions: each takes a free set (or a new one) and gives it back; four are
+    kept (two questions at once, each split in two halves)."""
 
     def __init__(self) -> None:
         self._free: list[Scratch] = []
@@ -184,18 +184,49 @@ class ScratchPool:
             yield scratch.checked()
         finally:
             with self._lock:
-                self._free = sorted(self._free + [scratch], key=lambda s: s.n)[-2:]
+                self._free = sorted(self._free + [scratch], key=lambda s: s.n)[-4:]
 
 
 POOL = ScratchPool()
 """The scratch arrays of `retrieve.sparse_term_bm25`'s kernel calls."""
 
 
+SPLIT_FROM = 300_000
+"""`term_scores` over at least this many postings in all splits the rows in two halves folded at once, one in a
+helper thread (the kernel releases the GIL; 2 cores), each with its own scratch arrays: the same rows and scores
+bit for bit (every row's arithmetic is its own). Below it the hand-over (~0.1 ms) costs more than it saves."""
+
+_HELPER: list = []
+_HELPER_LOCK = threading.Lock()
+
+
+def _helper():
+    """The thread that runs the second of `halves` (made on first use)."""
+    with _HELPER_LOCK:
+        if not _HELPER:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _HELPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="bm25-half"))
+        return _HELPER[0]
+
+
+def halves(first, second):
+    """(first(), second()) with `second` run in the helper thread at the same time; both finish before this returns
+    (an exception from either is raised after both have)."""
+    later = _helper().submit(second)
+    try:
+        low = first()
+    finally:
+        high = later.result()
+    return low, high
+
+
 def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, position: dict[str, int],
-                parts_credit: float, alternative_credit: float, scratch: Scratch,
-                dense_from: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                parts_credit: float, alternative_credit: float, scratch: Scratch | None = None,
+                dense_from: float | None = None, split_from: int | None = None,
+                k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`retrieve.sparse_term_bm25` in one compiled pass over the postings: bit for bit the same rows and scores
-    (the same float32 operations in the same order).
+    (the same float32 operations in the same order), or only the best k of them.
 
     Parameters
     ----------
@@ -206,28 +237,73 @@ def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, po
     terms : sequence of QueryTerm
     position : dict
         Token -> its place in `postings`.
-    scratch : Scratch
-        Working arrays of at least n rows.
+    scratch : Scratch, optional
+        Working arrays of at least n rows; default: taken from `POOL` (a split takes two).
+    split_from : int, optional
+        Default `SPLIT_FROM`; 0 always splits (tests), None the default.
+    k : int, optional
+        Only the k best rows, chosen in the kernel (no array of every row's score leaves it).
 
     Returns
     -------
     (rows, scores)
-        Rows ascending with a score above 0, and their float32 scores.
+        Rows ascending with a score above 0, and their float32 scores; with k, the k best of them, best first (ties
+        by row, as `dense.top_indices`).
     """
+    if k is not None and k <= 0:
+        raise ValueError(f"k must be > 0, got {k}")
     rows = [np.ascontiguousarray(r, dtype=np.int64) for r, _ in postings]
     scores = [np.ascontiguousarray(s, dtype=np.float32) for _, s in postings]
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    if any(len(s) != m for s, m in zip(scores, lengths)):
+    if any(len(s) != len(r) for s, r in zip(scores, rows)):
         raise ValueError("postings: rows and scores of different lengths")
     if any(term.weight < 0 for term in terms):
         raise ValueError("term weights must be >= 0 (the formula starts each term's best way at 0)")
+    split_from = SPLIT_FROM if split_from is None else split_from
+    size = sum(len(r) for r in rows)
+    if scratch is not None or size < split_from or n < 2:
+        if scratch is not None:
+            return _best(k, *_fold_rows(0, n, n, rows, scores, terms, position, parts_credit, alternative_credit,
+                                        scratch, dense_from, k))
+        with POOL.take(n) as scratch:
+            return _best(k, *_fold_rows(0, n, n, rows, scores, terms, position, parts_credit, alternative_credit,
+                                        scratch, dense_from, k))
+    # the middle row of the longest postings: halves with about as many postings each
+    longest = max(rows, key=len)
+    middle = min(max(int(longest[len(longest) // 2]), 1), n - 1) if len(longest) else n // 2
+    with POOL.take(n) as first, POOL.take(n) as second:  # given back only once both halves have finished
+        low, high = halves(
+            lambda: _fold_rows(0, middle, n, rows, scores, terms, position, parts_credit, alternative_credit, first,
+                               dense_from, k),
+            lambda: _fold_rows(middle, n, n, rows, scores, terms, position, parts_credit, alternative_credit,
+                               second, dense_from, k))
+    # with k: each half's best k hold the best k of all (one order, score then row, decides within and across)
+    return _best(k, np.concatenate([low[0], high[0]]), np.concatenate([low[1], high[1]]))
+
+
+def _best(k: int | None, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All rows as they are (k None), else the k best, best first, ties by row."""
+    if k is None:
+        return rows, scores
+    order = np.lexsort((rows, -scores))[:k]
+    return rows[order], scores[order]
+
+
+def _fold_rows(r0: int, r1: int, n: int, rows: list[np.ndarray], scores: list[np.ndarray], terms,
+               position: dict[str, int], parts_credit: float, alternative_credit: float, scratch: Scratch,
+               dense_from: float | None, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel over the rows [r0, r1) of n: each token's postings from its first row >= r0 to its first row >= r1
+    (the first half from its start, the last to its end: every posting is checked by one of the halves)."""
+    cut = [(int(np.searchsorted(r, r0)) if r0 else 0, int(np.searchsorted(r, r1)) if r1 < n else len(r))
+           for r in rows]
+    lengths = np.array([hi - lo for lo, hi in cut], dtype=np.int64)
     # the kernel reads each token's arrays through their addresses (no copy into one buffer, no typed list to
     # compile at start-up); `rows` and `scores` keep them alive until it returns
-    row_at = np.array([r.ctypes.data for r in rows], dtype=np.int64)
-    score_at = np.array([s.ctypes.data for s in scores], dtype=np.int64)
-    count = _kernels().term_scores(n, row_at, score_at, lengths, *plan(terms, position, lengths, n, dense_from),
-                                np.float32(parts_credit), np.float32(alternative_credit), *scratch.floats,
-                                *scratch.marks, *scratch.touched, scratch.stamps, scratch.rows, scratch.scores)
+    row_at = np.array([r.ctypes.data + lo * r.itemsize for r, (lo, _) in zip(rows, cut)], dtype=np.int64)
+    score_at = np.array([s.ctypes.data + lo * s.itemsize for s, (lo, _) in zip(scores, cut)], dtype=np.int64)
+    count = _kernels().term_scores(r0, r1, row_at, score_at, lengths,
+                                   *plan(terms, position, lengths, r1 - r0, dense_from),
+                                   np.float32(parts_credit), np.float32(alternative_credit), k or 0, *scratch.floats,
+                                   *scratch.marks, *scratch.touched, scratch.stamps, scratch.rows, scratch.scores)
     if count < 0:  # the kernel checks every posting as it reads it and stops before reading out of bounds
         raise ValueError("postings: rows not strictly ascending within the index, or a negative contribution")
     return scratch.rows[:count].copy(), scratch.scores[:count].copy()

@@ -194,6 +194,9 @@ class LexicalIndex:
         return np.log(1 + (n - np.asarray(df, dtype=np.float64) + 0.5) / (np.asarray(df, dtype=np.float64) + 0.5)) \
             if np.ndim(df) else float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
 
+    CONCURRENT_READS = True
+    """`postings` may be called from two threads at once (its cache is locked; the scorer releases the GIL)."""
+
     POSTINGS_CACHE = 4_000_000
     """Scored postings of recent tokens are kept up to this many entries in all (~48 MB): common tokens recur in
     most questions and in the checks of refusal suggestions. An update makes a new index, with an empty cache."""

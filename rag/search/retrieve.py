@@ -57,7 +57,8 @@ def term_bm25(
 
 
 def sparse_term_bm25(
-    query: Query, postings, parts_credit: float = 0.8, alternative_credit: float = 0.7, compiled: bool | None = None
+    query: Query, postings, parts_credit: float = 0.8, alternative_credit: float = 0.7, compiled: bool | None = None,
+    k: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """BM25 over question terms rather than tokens: each term scores a passage by its best way of being there.
 
@@ -79,11 +80,14 @@ def sparse_term_bm25(
         Run the formula compiled (`kernels.term_scores`: the same rows and scores bit for bit, 1.5-2x faster);
         default: once the kernels are ready (`kernels.warm`). False: the numpy formula (the reference the kernel is
         tested against).
+    k : int, optional
+        Only the k best (the kernel chooses them as it sums, without an array of every passage's score).
 
     Returns
     -------
     (rows, scores)
-        Passage rows ascending and their scores (float32), rows with no query token left out.
+        Passage rows ascending and their scores (float32), rows with no query token left out; with k, the k best
+        of them, best first (ties by row, as `dense.top_indices`).
     """
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -101,10 +105,8 @@ def sparse_term_bm25(
         if not n:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         try:
-            with kernels.POOL.take(n) as scratch:
-                return kernels.term_scores(n, list(cache.values()), query.terms,
-                                           {t: i for i, t in enumerate(cache)}, parts_credit, alternative_credit,
-                                           scratch)
+            return kernels.term_scores(n, list(cache.values()), query.terms, {t: i for i, t in enumerate(cache)},
+                                       parts_credit, alternative_credit, k=k)
         except ValueError:
             raise
         except Exception as exc:  # a kernel that cannot run on these arrays: the numpy formula, the same scores
@@ -125,7 +127,11 @@ def sparse_term_bm25(
 
     total = _term_scores(query.terms, dense, len(universe), parts_credit, alternative_credit)
     keep = total > 0
-    return universe[keep], total[keep]
+    rows, scores = universe[keep], total[keep]
+    if k is None:
+        return rows, scores
+    best = top_indices(scores, min(k, len(scores)))
+    return rows[best], scores[best]
 
 
 def _union(lists: list[np.ndarray]) -> np.ndarray:
@@ -189,8 +195,9 @@ questions in-process, interleaved, the lexical top-50 took p50 26.7 / p95 66.6 m
 
 def merge_equal_tokens(query: Query, lexical) -> Query:
     """The query with every token whose postings equal an earlier token's (`lexical.same_postings`) replaced by that
-    token, and repeats among a term's own forms (or a word's forms) dropped: the same scores bit for bit (the best
-    of two equal contributions is either; a mean keeps its count), each distinct posting list read and folded once.
+    token, and repeats and tokens no passage holds dropped from a term's own forms (and a word's forms): the same
+    scores bit for bit (the best of two equal contributions is either, of none and one the one; a mean keeps its
+    count), each distinct posting list read and folded once.
 
     Parameters
     ----------
@@ -208,11 +215,10 @@ def merge_equal_tokens(query: Query, lexical) -> Query:
         names[t] = next((u for u in group if f and lexical.same_postings(u, t)), t)
         if names[t] == t:
             group.append(t)
-    if all(a == b for a, b in names.items()):
-        return query
 
-    def forms(tokens) -> tuple[str, ...]:  # a maximum over them: repeats add nothing
-        return tuple(dict.fromkeys(names[t] for t in tokens))
+    def forms(tokens) -> tuple[str, ...]:  # a maximum over them: repeats and tokens no passage holds add nothing
+        held = tuple(dict.fromkeys(names[t] for t in tokens if lexical.frequency(t)))
+        return held or tuple(tokens[:1])
 
     terms = tuple(replace(term, tokens=forms(term.tokens), parts=tuple(names[t] for t in term.parts),
                           alternatives=tuple(tuple(forms(word) for word in alt) for alt in term.alternatives))
@@ -269,10 +275,11 @@ def top_term_bm25(
         return read_whole[t]
 
     def exhaustive():
-        rows, scores = sparse_term_bm25(query, whole, parts_credit, alternative_credit)
+        _read_in_two(lexical, whole, list(dict.fromkeys(query.lexical_tokens)))
+        rows, scores = sparse_term_bm25(query, whole, parts_credit, alternative_credit, k=k)
         if stats is not None:
             stats.update(pruned=False, read_whole=len(set(query.lexical_tokens)), survivors=len(rows))
-        return ranked(rows, scores)
+        return rows, scores
 
     if not hasattr(lexical, "scores_at"):
         return exhaustive()
@@ -320,6 +327,24 @@ def top_term_bm25(
         return ranked(*_refine(query, lexical, whole, survivors, essential, rarest[taken:], bounds, frequency, bar,
                                k, parts_credit, alternative_credit, margin))
     return exhaustive()
+
+
+def _read_in_two(lexical, whole, tokens: list[str]) -> None:
+    """Score the tokens' postings (`whole`) in two halves of about as many postings at once (`kernels.halves`), where
+    the index is in this process, the compiled scorer is ready and there are `kernels.SPLIT_FROM` postings or more;
+    else leave them to be read as needed."""
+    if not (getattr(lexical, "CONCURRENT_READS", False) and kernels.ready()):
+        return
+    sizes = {t: lexical.frequency(t) for t in tokens}
+    if sum(sizes.values()) < kernels.SPLIT_FROM:
+        return
+    groups: tuple[list[str], list[str]] = ([], [])
+    load = [0, 0]
+    for t in sorted(tokens, key=lambda t: -sizes[t]):  # longest first, each to the lighter half
+        side = int(load[1] < load[0])
+        groups[side].append(t)
+        load[side] += sizes[t]
+    kernels.halves(lambda: [whole(t) for t in groups[0]], lambda: [whole(t) for t in groups[1]])
 
 
 SAMPLE = 8

@@ -123,9 +123,59 @@ def test_compiled_postings_equal_numpy_over_segments_and_tombstones(pipeline):
     assert not set(rows.tolist()) & set(removed)
 
 
-def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch):
+def test_halves_and_the_best_k_in_the_kernel_equal_the_whole_formula(pipeline, questions):
+    from rag.search.dense import top_indices
+
     lex = pipeline.index.lexical
+    split = 0
+    for query in questions:
+        rows, scores = sparse_term_bm25(query, lex.postings, compiled=False)
+        postings = {t: lex.postings(t) for t in dict.fromkeys(query.lexical_tokens)}
+        place = {t: i for i, t in enumerate(postings)}
+        if not rows.size:
+            continue
+        halves = kernels.term_scores(lex.count(), list(postings.values()), query.terms, place, 0.8, 0.7, split_from=0)
+        assert np.array_equal(halves[0], rows) and np.array_equal(halves[1], scores), query.question
+        for k in (1, 5, 50):
+            best = top_indices(scores, min(k, len(scores)))
+            for split_from in (0, 10**12):
+                got_rows, got_scores = kernels.term_scores(lex.count(), list(postings.values()), query.terms, place,
+                                                           0.8, 0.7, split_from=split_from, k=k)
+                assert got_rows.tolist() == rows[best].tolist(), (query.question, k, split_from)
+                assert np.array_equal(got_scores, scores[best])
+        split += 1
+    assert split > 100
+
+
+def test_the_best_k_keeps_the_lower_rows_among_ties_and_halves_check_every_posting():
+    from rag.search.dense import top_indices
+    from rag.search.query import QueryTerm
+
+    term = QueryTerm("a", tokens=("a",))
+    rows = np.arange(0, 1000, 3)
+    scores = np.ones(len(rows), dtype=np.float32)
+    scores[::7] = 2.0  # 48 rows score 2, the rest tie at 1
+    for k in (1, 10, 48, 60, 400):
+        best = top_indices(scores, min(k, len(scores)))
+        for split_from in (0, 10**12):
+            got_rows, got_scores = kernels.term_scores(1000, [(rows, scores)], [term], {"a": 0}, 0.8, 0.7,
+                                                       split_from=split_from, k=k)
+            assert got_rows.tolist() == rows[best].tolist() and np.array_equal(got_scores, scores[best])
+    for bad in ([5, 900, 3], [900, 5], [5, 5, 900], [5, 1000]):  # out of order on either side of the middle, past n
+        with pytest.raises(ValueError, match="within the index"):
+            kernels.term_scores(1000, [(np.array(bad), np.ones(len(bad), dtype=np.float32))], [term], {"a": 0},
+                                0.8, 0.7, split_from=0)
+    with pytest.raises(ValueError, match="k must be > 0"):
+        kernels.term_scores(1000, [(rows, scores)], [term], {"a": 0}, 0.8, 0.7, k=0)
+
+
+@pytest.mark.parametrize("split_from", [None, 0], ids=["default", "in-two-halves"])
+def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch, split_from):
+    lex = pipeline.index.lexical
+    if split_from is not None:  # the postings read and the formula folded in two threads
+        monkeypatch.setattr(kernels, "SPLIT_FROM", split_from)
     compiled = [top_term_bm25(q, lex, 50) for q in questions]
+    assert split_from is None or kernels._HELPER  # the second half ran in the helper thread
     monkeypatch.setattr(kernels, "_ready", type(kernels._ready)())  # not ready: the numpy formula
     assert not kernels.ready()
     for query, (rows, scores) in zip(questions, compiled):
