@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -194,9 +194,13 @@ POOL = ScratchPool()
 SPLIT_FROM = 300_000
 """`term_scores` over at least this many postings in all splits the rows in two halves folded at once, one in a
 helper thread (the kernel releases the GIL; 2 cores), each with its own scratch arrays: the same rows and scores
-bit for bit (every row's arithmetic is its own). Below it the hand-over (~0.1 ms) costs more than it saves."""
+bit for bit (every row's arithmetic is its own). `retrieve.top_term_bm25` also scores that many postings in two
+halves of the tokens at once. Below it the hand-over (~0.1 ms) costs more than it saves. Measured on the gold
+questions at 10^6 synthetic passages (in-process, warm): the lexical top-50 p95 ~69 -> ~57 ms with both splits
+(one run each, the same hour; the term formula alone 46 -> 34 ms)."""
 
 _HELPER: list = []
+_HELPER_NAME = "bm25-half"
 _HELPER_LOCK = threading.Lock()
 
 
@@ -206,13 +210,16 @@ def _helper():
         if not _HELPER:
             from concurrent.futures import ThreadPoolExecutor
 
-            _HELPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="bm25-half"))
+            _HELPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix=_HELPER_NAME))
         return _HELPER[0]
 
 
 def halves(first, second):
     """(first(), second()) with `second` run in the helper thread at the same time; both finish before this returns
-    (an exception from either is raised after both have)."""
+    (an exception from either is raised after both have). Called from the helper thread itself: one after the
+    other (its one thread would wait on itself)."""
+    if threading.current_thread().name.startswith(_HELPER_NAME):
+        return first(), second()
     later = _helper().submit(second)
     try:
         low = first()
@@ -225,8 +232,9 @@ def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, po
                 parts_credit: float, alternative_credit: float, scratch: Scratch | None = None,
                 dense_from: float | None = None, split_from: int | None = None,
                 k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`retrieve.sparse_term_bm25` in one compiled pass over the postings: bit for bit the same rows and scores
-    (the same float32 operations in the same order), or only the best k of them.
+    """`retrieve.sparse_term_bm25` compiled: bit for bit the same rows and scores (every row gets the same float32
+    operations in the same order; a maximum's operands may come in another order, which does not change it), or
+    only the best k of them. Over `split_from` postings the rows are folded in two halves at once.
 
     Parameters
     ----------
@@ -261,10 +269,7 @@ def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, po
     split_from = SPLIT_FROM if split_from is None else split_from
     size = sum(len(r) for r in rows)
     if scratch is not None or size < split_from or n < 2:
-        if scratch is not None:
-            return _best(k, *_fold_rows(0, n, n, rows, scores, terms, position, parts_credit, alternative_credit,
-                                        scratch, dense_from, k))
-        with POOL.take(n) as scratch:
+        with nullcontext(scratch) if scratch is not None else POOL.take(n) as scratch:
             return _best(k, *_fold_rows(0, n, n, rows, scores, terms, position, parts_credit, alternative_credit,
                                         scratch, dense_from, k))
     # the middle row of the longest postings: halves with about as many postings each
@@ -305,7 +310,7 @@ def _fold_rows(r0: int, r1: int, n: int, rows: list[np.ndarray], scores: list[np
                                    np.float32(parts_credit), np.float32(alternative_credit), k or 0, *scratch.floats,
                                    *scratch.marks, *scratch.touched, scratch.stamps, scratch.rows, scratch.scores)
     if count < 0:  # the kernel checks every posting as it reads it and stops before reading out of bounds
-        raise ValueError("postings: rows not strictly ascending within the index, or a negative contribution")
+        raise ValueError("postings: rows not strictly ascending within the index, or a contribution negative or NaN")
     return scratch.rows[:count].copy(), scratch.scores[:count].copy()
 
 

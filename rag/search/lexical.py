@@ -212,6 +212,8 @@ class LexicalIndex:
                 return hit
         out = self._postings(token)
         with self._cache_lock:
+            if key in cache:  # another thread scored it meanwhile (the same values): count it once
+                return cache[key]
             cache[key] = out
             self._cached = getattr(self, "_cached", 0) + len(out[0])
             while self._cached > self.POSTINGS_CACHE and len(cache) > 1:
@@ -309,8 +311,8 @@ class LexicalIndex:
             same = True
             for part in self.parts:
                 (lo, hi), (lo2, hi2) = part.span_of(i), part.span_of(j)
-                if hi - lo != hi2 - lo2 or not (np.array_equal(part.postings.values[lo:hi], part.postings.values[lo2:hi2])
-                                                and np.array_equal(part.tf[lo:hi], part.tf[lo2:hi2])):
+                if not (np.array_equal(part.postings.values[lo:hi], part.postings.values[lo2:hi2])
+                        and np.array_equal(part.tf[lo:hi], part.tf[lo2:hi2])):
                     same = False
                     break
             if len(cache) > 100_000:
@@ -363,9 +365,10 @@ class LexicalIndex:
 
     def _all_live(self) -> bool:
         key = (id(self.live), len(self.live), self.total_length)
-        if getattr(self, "_live_key", None) != key:
-            self._live_key, self._live_all = key, bool(np.all(self.live))
-        return self._live_all
+        cached = getattr(self, "_live_all", None)  # one (key, answer) pair: threads never see half of it
+        if cached is None or cached[0] != key:
+            cached = self._live_all = (key, bool(np.all(self.live)))
+        return cached[1]
 
     def token_scores(self, token: str) -> np.ndarray:
         """BM25 contribution of one token to every passage row (zeros when unknown): dense, for small indexes."""

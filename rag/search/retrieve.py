@@ -89,6 +89,8 @@ def sparse_term_bm25(
         Passage rows ascending and their scores (float32), rows with no query token left out; with k, the k best
         of them, best first (ties by row, as `dense.top_indices`).
     """
+    if k is not None and k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def tok(t: str):
@@ -254,7 +256,7 @@ def top_term_bm25(
         `COMPILED_PRUNE_FROM` once the compiled kernels are ready, else `PRUNE_FROM`.
     stats : dict, optional
         Filled with how the top k was found: "pruned" (bool), "read_whole" (tokens whose postings were read
-        whole), "tokens" (tokens with postings), "survivors" (passages scored fully).
+        whole), "tokens" (tokens with postings), "survivors" (passages scored fully; read whole: the k kept).
 
     Returns
     -------

@@ -2,12 +2,15 @@
 
 import subprocess
 import sys
+import threading
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 
 from rag.search import kernels
 from rag.search.lexical import LexicalIndex
+from rag.search.query import Query
 from rag.search.retrieve import sparse_term_bm25, top_term_bm25, warm_kernels
 
 pytest.importorskip("numba")  # a requirement (and ranx's): present wherever the project is installed
@@ -169,13 +172,56 @@ def test_the_best_k_keeps_the_lower_rows_among_ties_and_halves_check_every_posti
         kernels.term_scores(1000, [(rows, scores)], [term], {"a": 0}, 0.8, 0.7, k=0)
 
 
+def test_a_term_of_several_forms_counts_each_row_once_and_bad_postings_in_any_form_are_refused():
+    from rag.search.query import QueryTerm
+
+    # forms of one word: the longest summed straight into the total, the rows only the others hold added after
+    term = QueryTerm("a", tokens=("long", "short", "other"), weight=0.5)
+    rng = np.random.default_rng(1)
+    postings = {t: (np.sort(rng.choice(1000, size, replace=False)), rng.random(size).astype(np.float32))
+                for t, size in (("long", 600), ("short", 90), ("other", 200))}
+    postings["short"][1][:10] = 0.0  # zero contributions, and rows where a shorter form beats the longest
+    expected = sparse_term_bm25(Query("", "", (term,)), postings.get, compiled=False)
+    assert len(expected[0]) > 600  # rows the longest form lacks
+    for split_from in (0, 10**12):
+        got = kernels.term_scores(1000, list(postings.values()), [term], {t: i for i, t in enumerate(postings)},
+                                  0.8, 0.7, split_from=split_from)
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    place = {t: i for i, t in enumerate(postings)}
+    for bad_form in ("short", "other", "long"):
+        for bad in ("order", "nan"):
+            broken = dict(postings)
+            rows, scores = (a.copy() for a in postings[bad_form])
+            if bad == "order":
+                rows[3], rows[4] = rows[4], rows[3]
+            else:
+                scores[5] = np.nan
+            broken[bad_form] = (rows, scores)
+            for split_from in (0, 10**12):
+                with pytest.raises(ValueError, match="within the index"):
+                    kernels.term_scores(1000, list(broken.values()), [term], place, 0.8, 0.7, split_from=split_from)
+    with kernels.POOL.take(1000) as scratch:  # every failure left its scratch arrays at zero
+        assert all(not a.any() for a in scratch.floats)
+    assert np.array_equal(kernels.term_scores(1000, list(postings.values()), [term], place, 0.8, 0.7)[1], expected[1])
+
+
 @pytest.mark.parametrize("split_from", [None, 0], ids=["default", "in-two-halves"])
 def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch, split_from):
     lex = pipeline.index.lexical
     if split_from is not None:  # the postings read and the formula folded in two threads
         monkeypatch.setattr(kernels, "SPLIT_FROM", split_from)
+    threads: set[str] = set()
+    fold = kernels._fold_rows
+
+    def recording(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return fold(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "_fold_rows", recording)
+    monkeypatch.setattr(lex, "_postings_cache", OrderedDict())  # the postings scored again, in two halves
     compiled = [top_term_bm25(q, lex, 50) for q in questions]
-    assert split_from is None or kernels._HELPER  # the second half ran in the helper thread
+    halves = {name for name in threads if name.startswith("bm25-half")}
+    assert bool(halves) == (split_from == 0) and len(threads - halves) == 1
     monkeypatch.setattr(kernels, "_ready", type(kernels._ready)())  # not ready: the numpy formula
     assert not kernels.ready()
     for query, (rows, scores) in zip(questions, compiled):
