@@ -310,3 +310,17 @@ def test_bad_postings_are_refused_and_the_scratch_stays_clean(pipeline, question
         expected = sparse_term_bm25(query, lex.postings, compiled=False)
         got = sparse_term_bm25(query, lex.postings, compiled=True)
         assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_two_questions_at_once_each_in_two_halves_get_their_own_answers(pipeline, questions, monkeypatch):
+    """Two app sessions asking at the same time: each question's halves fold into their own scratch arrays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lex = pipeline.index.lexical
+    monkeypatch.setattr(kernels, "SPLIT_FROM", 0)
+    serial = [top_term_bm25(q, lex, 50) for q in questions]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for _ in range(3):
+            together = list(pool.map(lambda q: top_term_bm25(q, lex, 50), questions))
+            for (rows, scores), (rows2, scores2) in zip(serial, together):
+                assert rows.tolist() == rows2.tolist() and np.array_equal(scores, scores2)
