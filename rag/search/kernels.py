@@ -199,6 +199,10 @@ halves of the tokens at once. Below it the hand-over (~0.1 ms) costs more than i
 questions at 10^6 synthetic passages (in-process, warm): the lexical top-50 p95 ~69 -> ~57 ms with both splits
 (one run each, the same hour; the term formula alone 46 -> 34 ms)."""
 
+HALVES = os.environ.get("RAG_PARALLEL_SEARCH", "1") != "0"
+"""RAG_PARALLEL_SEARCH=0 keeps the halves in the calling thread too: nothing splits (unless a caller asks with
+`split_from`), as it keeps a hybrid search's lexical half beside the dense one (`retrieve.PARALLEL`)."""
+
 _HELPER: list = []
 _HELPER_NAME = "bm25-half"
 _HELPER_LOCK = threading.Lock()
@@ -266,7 +270,7 @@ def term_scores(n: int, postings: list[tuple[np.ndarray, np.ndarray]], terms, po
         raise ValueError("postings: rows and scores of different lengths")
     if any(term.weight < 0 for term in terms):
         raise ValueError("term weights must be >= 0 (the formula starts each term's best way at 0)")
-    split_from = SPLIT_FROM if split_from is None else split_from
+    split_from = (SPLIT_FROM if HALVES else float("inf")) if split_from is None else split_from
     size = sum(len(r) for r in rows)
     if scratch is not None or size < split_from or n < 2:
         with nullcontext(scratch) if scratch is not None else POOL.take(n) as scratch:

@@ -335,7 +335,7 @@ def _read_in_two(lexical, whole, tokens: list[str]) -> None:
     """Score the tokens' postings (`whole`) in two halves of about as many postings at once (`kernels.halves`), where
     the index is in this process, the compiled scorer is ready and there are `kernels.SPLIT_FROM` postings or more;
     else leave them to be read as needed."""
-    if not (getattr(lexical, "CONCURRENT_READS", False) and kernels.ready()):
+    if not (kernels.HALVES and getattr(lexical, "CONCURRENT_READS", False) and kernels.ready()):
         return
     sizes = {t: lexical.frequency(t) for t in tokens}
     if sum(sizes.values()) < kernels.SPLIT_FROM:
@@ -427,7 +427,8 @@ compiled BM25 and FAISS release the GIL; 2 cores), and the pipeline loads the co
 gold questions: at 10^5 passages retrieval p95 ~20 -> ~12 ms (`eval.scale`, A/B against the numpy formula run
 serially), with the encoder's threads not spinning after a run (with them spinning, the thread gained nothing); on
 the shipped 358 passages both cost more than they gain (the hand-over ~0.3 ms; the kernel's fixed cost ~0.2 ms
-against 0.4 ms for the whole numpy formula). RAG_PARALLEL_SEARCH=0 keeps the search in one thread."""
+against 0.4 ms for the whole numpy formula). RAG_PARALLEL_SEARCH=0 keeps the search in one thread (and the
+lexical top-k's halves too: `kernels.HALVES`)."""
 
 PARALLEL = os.environ.get("RAG_PARALLEL_SEARCH", "1") != "0"
 _WORKER: list = []

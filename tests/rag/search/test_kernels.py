@@ -205,11 +205,13 @@ def test_a_term_of_several_forms_counts_each_row_once_and_bad_postings_in_any_fo
     assert np.array_equal(kernels.term_scores(1000, list(postings.values()), [term], place, 0.8, 0.7)[1], expected[1])
 
 
-@pytest.mark.parametrize("split_from", [None, 0], ids=["default", "in-two-halves"])
-def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch, split_from):
+@pytest.mark.parametrize("split_from,halves", [(None, True), (0, True), (0, False)],
+                         ids=["default", "in-two-halves", "halves-off"])
+def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch, split_from, halves):
     lex = pipeline.index.lexical
     if split_from is not None:  # the postings read and the formula folded in two threads
         monkeypatch.setattr(kernels, "SPLIT_FROM", split_from)
+    monkeypatch.setattr(kernels, "HALVES", halves)  # RAG_PARALLEL_SEARCH=0: never split
     threads: set[str] = set()
     fold = kernels._fold_rows
 
@@ -220,8 +222,8 @@ def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, mon
     monkeypatch.setattr(kernels, "_fold_rows", recording)
     monkeypatch.setattr(lex, "_postings_cache", OrderedDict())  # the postings scored again, in two halves
     compiled = [top_term_bm25(q, lex, 50) for q in questions]
-    halves = {name for name in threads if name.startswith("bm25-half")}
-    assert bool(halves) == (split_from == 0) and len(threads - halves) == 1
+    in_helper = {name for name in threads if name.startswith("bm25-half")}
+    assert bool(in_helper) == (split_from == 0 and halves) and len(threads - in_helper) == 1
     monkeypatch.setattr(kernels, "_ready", type(kernels._ready)())  # not ready: the numpy formula
     assert not kernels.ready()
     for query, (rows, scores) in zip(questions, compiled):
