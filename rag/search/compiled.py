@@ -225,7 +225,8 @@ def term_scores(r0, n, row_at, score_at, lengths, weights, form, part, alt, alt_
 def _top_k(total, r0, n, k, heap_rows, heap_scores):
     """The k rows of [r0, n) with the largest total above 0 (ties: the lower row, as `top_indices`), in a min-heap
     (its root the worst kept: the lowest score, of equal ones the highest row), total back to 0. Rows come
-    ascending, so a row tying the root's score never displaces it. Returns how many (in heap order)."""
+    ascending, so the incoming row is worse than every kept row of its score: it never displaces the root on a tie,
+    and it settles below kept rows of equal score. Returns how many (in heap order)."""
     size = 0
     for r in range(r0, n):
         s = total[r]
@@ -237,7 +238,7 @@ def _top_k(total, r0, n, k, heap_rows, heap_scores):
             size += 1
             while j > 0:
                 parent = (j - 1) // 2
-                if heap_scores[parent] < s or (heap_scores[parent] == s and heap_rows[parent] > r):
+                if heap_scores[parent] < s:
                     break
                 heap_rows[j], heap_scores[j] = heap_rows[parent], heap_scores[parent]
                 j = parent
@@ -252,7 +253,7 @@ def _top_k(total, r0, n, k, heap_rows, heap_scores):
                 if other < size and (heap_scores[other] < heap_scores[child] or (
                         heap_scores[other] == heap_scores[child] and heap_rows[other] > heap_rows[child])):
                     child = other
-                if s < heap_scores[child] or (s == heap_scores[child] and r > heap_rows[child]):
+                if s <= heap_scores[child]:
                     break
                 heap_rows[j], heap_scores[j] = heap_rows[child], heap_scores[child]
                 j = child
