@@ -209,17 +209,17 @@ def merge_equal_tokens(query: Query, lexical) -> Query:
     """
     if not hasattr(lexical, "same_postings"):
         return query
+    frequency = {t: lexical.frequency(t) for t in query.lexical_tokens}
     names: dict[str, str] = {}
     by_frequency: dict[int, list[str]] = {}
-    for t in dict.fromkeys(query.lexical_tokens):
-        f = lexical.frequency(t)
+    for t, f in frequency.items():
         group = by_frequency.setdefault(f, [])
         names[t] = next((u for u in group if f and lexical.same_postings(u, t)), t)
         if names[t] == t:
             group.append(t)
 
     def forms(tokens) -> tuple[str, ...]:  # a maximum over them: repeats and tokens no passage holds add nothing
-        held = tuple(dict.fromkeys(names[t] for t in tokens if lexical.frequency(t)))
+        held = tuple(dict.fromkeys(names[t] for t in tokens if frequency[t]))
         return held or tuple(tokens[:1])
 
     terms = tuple(replace(term, tokens=forms(term.tokens), parts=tuple(names[t] for t in term.parts),
