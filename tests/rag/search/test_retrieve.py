@@ -91,7 +91,7 @@ def test_scores_at_equals_the_postings(pipeline):
     assert seen >= 4
 
 
-def test_the_lexical_half_in_its_own_thread_gives_the_same_hits(pipeline, monkeypatch):
+def test_the_lexical_half_in_its_own_thread_gives_the_same_hits(pipeline, monkeypatch, threads_calling):
     import threading
 
     from eval.gold import load_gold
@@ -100,14 +100,7 @@ def test_the_lexical_half_in_its_own_thread_gives_the_same_hits(pipeline, monkey
     retriever = pipeline.retriever
     queries = [pipeline.processor.run(it.question) for it in load_gold()[:60]]
     vectors = [retriever.encode_query(q.search_text) for q in queries]
-    threads: set[str] = set()
-    top = retrieve.top_term_bm25
-
-    def recording(*args, **kwargs):
-        threads.add(threading.current_thread().name)
-        return top(*args, **kwargs)
-
-    monkeypatch.setattr(retrieve, "top_term_bm25", recording)
+    threads = threads_calling(retrieve, "top_term_bm25")
     monkeypatch.setattr(retrieve, "PARALLEL", False)
     serial = [retriever.run(q, k=10, query_vector=v) for q, v in zip(queries, vectors)]
     assert threads == {threading.current_thread().name}
