@@ -147,6 +147,12 @@ def test_build_touches_only_the_changed_document(two_of_three, encoder):
     assert all(index.live[r] and index.passages[r] == before.passages[r] for r in other)
     n, total, df = _stats_from_tokens(index)
     assert (n, total) == (index.lexical.live_count(), index.lexical.total_length) and np.array_equal(df, index.lexical.df)
+    # the old rows of the changed document are still readable by row; reading one first must not make
+    # index.documents serve the old, tombstoned document instead of the new one
+    old = [r for r in range(len(before.passages)) if not index.live[r]]
+    assert old and all(index.passages[r].doc_id == "seeds/psykosocialt-stod-vid-cancer" for r in old)
+    assert "kuratorer på onkologiska" in index.documents["seeds/psykosocialt-stod-vid-cancer"].text
+    assert index.documents.location("seeds/psykosocialt-stod-vid-cancer")[0] == len(index.segments) - 1
 
 
 def test_the_cli_adds_answers_from_and_removes_a_document(tmp_path):
