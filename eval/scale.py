@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.machine import describe
 from rag.pipeline import PROJECT_ROOT
 
 ADD_DOC = PROJECT_ROOT / "eval" / "collections" / "vardguide" / "docs" / "md" / "lymfodem.md"
@@ -447,7 +448,7 @@ def _run(args, model: str, log) -> int:
                   **{k: measured.get(k) for k in ("startup_s", "rss_mb", "private_mb", "ask_p50_ms", "ask_p95_ms", "ask_cpu_p50_ms",
                                                    "ask_cpu_p95_ms", "recall_at_10", "index_type")},
                   "details": {**{k: v for k, v in built.items() if k != "dense"}, **measured,
-                              "loadavg": os.getloadavg()}}
+                              "loadavg": os.getloadavg(), "machine": describe()}}
         print(json.dumps(result))
         return 0
     finally:

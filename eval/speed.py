@@ -18,6 +18,7 @@ import numpy as np
 
 from embeddings import DEFAULT_MODEL, load_encoder
 from eval.gold import load_gold
+from eval.machine import describe
 from rag.search.index import CorpusIndex
 from rag.pipeline import PROJECT_ROOT, Pipeline, PipelineConfig
 from rag.search.retrieve import Retriever
@@ -133,6 +134,8 @@ def main(argv=None) -> int:
     extra = np.percentile(times["hybrid"], 95) - np.percentile(times["dense"], 95)
     print(f"lexical part adds {extra:.2f} ms at p95 (hybrid vs dense retrieval)")
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
+    m = describe()
+    print(f"machine: {m['cpu']}, {m['cores']} cores, load {m['loadavg'][0]}, calibration {m['calibration_ms']} ms")
     return 0
 
 
