@@ -427,12 +427,14 @@ class CorpusIndex:
     def updated(self, add: Sequence[Document], remove: Iterable[str], encoder: Encoder,
                 progress: BuildProgress | None = None, batch_size: int = 16) -> "CorpusIndex":
         """A new version of this index with `remove` (doc ids) tombstoned and `add` appended as one segment; the
-        BM25 statistics and vocabularies follow exactly. Save it to swap it in; this index is not changed."""
+        BM25 statistics and vocabularies follow exactly. A document of `add` whose id is live replaces it (its old
+        row is tombstoned too): every id has one live row, which `documents` relies on. Save it to swap it in; this
+        index is not changed."""
         say = progress or (lambda stage, done, total: None)
         lexical = self._lexical_copy()
         removed = set(self.removed)
         where = self.documents.locations()
-        for doc_id in remove:
+        for doc_id in dict.fromkeys([*remove, *(d.doc_id for d in add)]):
             loc = where.get(doc_id)
             if loc is None:
                 continue

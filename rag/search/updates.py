@@ -145,7 +145,7 @@ def add_paths(corpus_dir: Path, index_dir: Path, paths: Sequence[Path], encoder_
                 report.seconds = round(time.time() - started, 2)
                 return report
             encoder = CachedEncoder(encoder_factory(), embedding_cache_dir(index_dir, model))
-            new = index.updated(docs, [d.doc_id for d in docs if d.doc_id in index.documents], encoder)
+            new = index.updated(docs, [], encoder)  # a document whose id is indexed replaces it
             _save(new, corpus_dir, index_dir, log)
         except BaseException:
             changes.undo()  # the index did not change: neither does the corpus

